@@ -1,0 +1,148 @@
+"""The one inference path: image -> faces -> the model's preprocessing -> batched forward -> P(fake) -> verdict.
+
+The app, the CLI, the evaluation and the benchmarks all score through `Detector.predict`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .faces import Face, FaceFinder, FaceSettings, face_regions
+from .hub import resolve_model_source
+from .images import ImageError, ImageInput, load_image
+from .model_folder import FAKE_INDEX, DeepfakeConfig, load_model
+from .preprocess import build_preprocess
+
+_default_face_finder: FaceFinder | None = None
+
+
+def default_face_finder() -> FaceFinder:
+    """One face finder per process, so every model reuses the detections of a picture."""
+    global _default_face_finder
+    if _default_face_finder is None:
+        _default_face_finder = FaceFinder()
+    return _default_face_finder
+
+
+def verdict_for(probability: float, threshold: float) -> str:
+    """`fake` at or above the threshold, else `real`."""
+    return "fake" if probability >= threshold else "real"
+
+
+@dataclass
+class FaceScore:
+    """One scored region: a face (index) or, with `face` None, the whole image because no face was found."""
+
+    face: int | None
+    box: tuple[int, int, int, int]
+    fake_probability: float
+    verdict: str
+
+
+@dataclass
+class ImageScore:
+    """All regions of one image, or the reason it could not be scored."""
+
+    name: str
+    faces: list[FaceScore] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def fake_probability(self) -> float | None:
+        """An image is as fake as its most fake face."""
+        return max((f.fake_probability for f in self.faces), default=None)
+
+    @property
+    def face_found(self) -> bool:
+        return any(f.face is not None for f in self.faces)
+
+
+class Detector:
+    """A loaded model folder with its preprocessing, face settings and decision threshold."""
+
+    def __init__(self, model: torch.nn.Module, config: dict[str, Any], deepfake: DeepfakeConfig, name: str,
+                 revision: str = "local", face_finder: FaceFinder | None = None) -> None:
+        self.model = model.eval()
+        self.config = config
+        self.deepfake = deepfake
+        self.name = name
+        self.revision = revision
+        self.face_finder = face_finder or default_face_finder()
+        self.preprocess = build_preprocess(config, deepfake.preprocessing)
+
+    @property
+    def threshold(self) -> float:
+        return self.deepfake.threshold
+
+    def regions(self, image: Image.Image, face_crop: bool | None = None) -> list[tuple[Image.Image, Face | None]]:
+        """The regions this model scores in an RGB image (faces, or the whole image)."""
+        settings = self.deepfake.face_crop
+        if face_crop is not None:
+            settings = FaceSettings(face_crop, settings.margin, settings.min_face_size)
+        faces = self.face_finder.find(image) if settings.enabled else []
+        return [(region, face) for region, face, _ in face_regions(image, faces, settings)]
+
+    @torch.inference_mode()
+    def score_regions(self, regions: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """P(fake) for each region; the windows of one region (mode `tile`) are averaged."""
+        inputs = [self.preprocess(region) for region in regions]
+        owners = np.concatenate([np.full(len(x), i) for i, x in enumerate(inputs)]) if inputs else np.zeros(0, int)
+        stacked = torch.cat(inputs) if inputs else torch.zeros(0)
+        probabilities = []
+        for start in range(0, len(stacked), batch_size):
+            batch = stacked[start:start + batch_size].contiguous(memory_format=torch.channels_last)
+            probabilities.append(self.model(batch).float().softmax(dim=1)[:, FAKE_INDEX].numpy())
+        flat = np.concatenate(probabilities) if probabilities else np.zeros(0)
+        return np.array([flat[owners == i].mean() for i in range(len(inputs))], dtype=np.float64)
+
+    def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None, batch_size: int = 32,
+                face_crop: bool | None = None) -> list[ImageScore]:
+        """Score images (paths, bytes, arrays or PIL images); a bad image gets an `error`, never an exception."""
+        names = list(names) if names is not None else [_name_of(image, i) for i, image in enumerate(images)]
+        results: list[ImageScore] = []
+        for start in range(0, len(images), batch_size):
+            results.extend(self._predict_chunk(images[start:start + batch_size], names[start:start + batch_size],
+                                               batch_size, face_crop))
+        return results
+
+    def _predict_chunk(self, images: Sequence[ImageInput], names: Sequence[str], batch_size: int,
+                       face_crop: bool | None) -> list[ImageScore]:
+        results, pending = [], []
+        for image, name in zip(images, names):
+            result = ImageScore(name)
+            results.append(result)
+            try:
+                rgb = load_image(image, name)
+            except ImageError as error:
+                result.error = str(error)
+                continue
+            for index, (region, face) in enumerate(self.regions(rgb, face_crop)):
+                box = _clip_box(face.box, rgb.size) if face else (0, 0, rgb.width, rgb.height)
+                pending.append((result, None if face is None else index, box, region))
+        probabilities = self.score_regions([region for *_, region in pending], batch_size)
+        for (result, face, box, _), probability in zip(pending, probabilities):
+            p = float(probability)
+            result.faces.append(FaceScore(face, box, p, verdict_for(p, self.threshold)))
+        return results
+
+
+def _clip_box(box: tuple[float, ...], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = (round(v) for v in box)
+    return max(0, x0), max(0, y0), min(size[0], x1), min(size[1], y1)
+
+
+def _name_of(image: ImageInput, index: int) -> str:
+    return str(image) if isinstance(image, (str, Path)) else f"image_{index}"
+
+
+def load_detector(source: str | Path, face_finder: FaceFinder | None = None) -> Detector:
+    """A detector from a local model folder or a Hub id (`owner/name[@revision]`)."""
+    folder, revision = resolve_model_source(source)
+    model, config, deepfake = load_model(folder)
+    name = str(source) if revision != "local" else Path(folder).resolve().name
+    return Detector(model, config, deepfake, name, revision, face_finder)

@@ -1,0 +1,97 @@
+"""Safe image loading: every input becomes an RGB PIL image or an `ImageError` with a readable reason."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+MIN_SIDE = 32
+
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+
+class ImageError(ValueError):
+    """An input that cannot be scored; the message says why in plain words."""
+
+
+def _open_bytes(data: bytes, name: str) -> Image.Image:
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{name}: file is {len(data) / 1e6:.0f} MB, the limit is {MAX_FILE_BYTES / 1e6:.0f} MB.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: image has too many pixels (limit {MAX_PIXELS:,}).") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file, or a format this detector cannot read.") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{name}: the image file is truncated or corrupt ({error}).") from None
+    return image
+
+
+def _read_path(path: Union[str, os.PathLike]) -> bytes:
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file.")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ImageError(f"{path}: file is {size / 1e6:.0f} MB, the limit is {MAX_FILE_BYTES / 1e6:.0f} MB.")
+    return path.read_bytes()
+
+
+def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
+    """First frame, EXIF orientation applied, any mode (16-bit, CMYK, palette, alpha) to 8-bit RGB on white."""
+    if image.width * image.height > MAX_PIXELS:
+        raise ImageError(f"{name}: image has too many pixels (limit {MAX_PIXELS:,}).")
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8))
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray((np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        image = background
+    image = image.convert("RGB")
+    if min(image.size) < MIN_SIDE:
+        raise ImageError(f"{name}: image is {image.width}x{image.height}; at least {MIN_SIDE} px on the short side is needed.")
+    return image
+
+
+def load_image(source: ImageInput, name: str | None = None) -> Image.Image:
+    """Load a path, bytes, array or PIL image as RGB, enforcing the size, pixel and format limits."""
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    if isinstance(source, Image.Image):
+        return to_rgb(source, name or "image")
+    if isinstance(source, np.ndarray):
+        if source.ndim not in (2, 3) or source.dtype != np.uint8:
+            raise ImageError(f"{name or 'array'}: expected an HxW or HxWxC uint8 array, got {source.dtype} {source.shape}.")
+        return to_rgb(Image.fromarray(source), name or "array")
+    if isinstance(source, bytes):
+        return to_rgb(_open_bytes(source, name or "upload"), name or "upload")
+    label = name or str(source)
+    return to_rgb(_open_bytes(_read_path(source), label), label)
+
+
+def content_hash(image: Image.Image) -> str:
+    """sha256 of the decoded RGB pixels and size: identical pictures share a key whatever their file."""
+    digest = hashlib.sha256(f"{image.width}x{image.height}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()

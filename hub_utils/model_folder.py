@@ -1,0 +1,130 @@
+"""The model folder, identical locally and on the Hub: `config.json` (timm layout plus a `deepfake` section),
+`model.safetensors` (the only weights format loaded) and `README.md` (the model card)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from safetensors.torch import load_file
+
+from .faces import FaceSettings
+
+LABEL_NAMES = ["real", "fake"]
+FAKE_INDEX = LABEL_NAMES.index("fake")
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+PICKLE_NAMES = ("pytorch_model.bin", "model.pth", "model.pt", "open_clip_pytorch_model.bin")
+PREPROCESSING_MODES = ("resize", "crop", "tile")
+
+
+class ModelFolderError(ValueError):
+    """A model folder that cannot be used; the message names the folder and what to do."""
+
+
+@dataclass
+class DeepfakeConfig:
+    """Our section of `config.json`: how the detector turns an image into a verdict."""
+
+    threshold: float = 0.5
+    preprocessing: str = "resize"
+    face_crop: FaceSettings = field(default_factory=FaceSettings)
+    temperature: float = 1.0
+    trained: bool = True
+    training_data: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config.json") -> "DeepfakeConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelFolderError(f"{where}: unknown keys in 'deepfake': {', '.join(unknown)}.")
+        values = dict(data)
+        if "face_crop" in values:
+            try:
+                values["face_crop"] = FaceSettings(**values["face_crop"])
+            except TypeError as error:
+                raise ModelFolderError(f"{where}: bad 'deepfake.face_crop': {error}.") from None
+        config = cls(**values)
+        if config.preprocessing not in PREPROCESSING_MODES:
+            raise ModelFolderError(
+                f"{where}: 'deepfake.preprocessing' is {config.preprocessing!r}; use one of {', '.join(PREPROCESSING_MODES)}.")
+        if not 0.0 < config.threshold < 1.0:
+            raise ModelFolderError(f"{where}: 'deepfake.threshold' must lie strictly between 0 and 1.")
+        return config
+
+
+def read_config(folder: Path) -> tuple[dict[str, Any], DeepfakeConfig]:
+    """The validated `config.json` of a model folder and its `deepfake` section."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelFolderError(f"{folder}: no such model folder. Pass a folder with config.json and model.safetensors, or a Hub id.")
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise ModelFolderError(f"{folder}: no config.json, so this is not a model folder.")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelFolderError(f"{path}: malformed JSON ({error}).") from None
+    if not isinstance(config, dict) or "architecture" not in config:
+        raise ModelFolderError(f"{path}: no 'architecture' key; expected a timm model config.")
+    if config.get("label_names") != LABEL_NAMES or config.get("num_classes") != len(LABEL_NAMES):
+        raise ModelFolderError(
+            f"{path}: label_names must be exactly {LABEL_NAMES} with num_classes 2 (fake = 1), got "
+            f"{config.get('label_names')} / {config.get('num_classes')}.")
+    if not isinstance(config.get("pretrained_cfg"), dict):
+        raise ModelFolderError(f"{path}: no 'pretrained_cfg' (input size, mean, std) to build preprocessing from.")
+    return config, DeepfakeConfig.from_dict(config.get("deepfake", {}), str(path))
+
+
+def create_model(config: dict[str, Any]) -> torch.nn.Module:
+    """The timm architecture of a config, without weights."""
+    try:
+        return timm.create_model(
+            config["architecture"], pretrained=False, num_classes=config["num_classes"],
+            pretrained_cfg_overlay=config["pretrained_cfg"],
+            **{k: v for k, v in config.get("model_args", {}).items() if k != "num_classes"})
+    except RuntimeError as error:
+        raise ModelFolderError(f"cannot build architecture {config['architecture']!r}: {error}") from None
+
+
+def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeConfig]:
+    """Model in eval mode with weights from `model.safetensors`; pickle checkpoints are refused."""
+    folder = Path(folder)
+    config, deepfake = read_config(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        pickles = [name for name in PICKLE_NAMES if (folder / name).is_file()]
+        hint = f" It has {pickles[0]}, a pickle file, which is refused because loading it can run code." if pickles else ""
+        raise ModelFolderError(f"{folder}: no model.safetensors.{hint} Convert the weights with safetensors.torch.save_file.")
+    model = create_model(config)
+    try:
+        state = load_file(weights)
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError) as error:
+        raise ModelFolderError(f"{weights}: weights do not match {config['architecture']}: {str(error)[:300]}") from None
+    return model.eval(), config, deepfake
+
+
+def save_model_folder(model: torch.nn.Module, folder: Path, deepfake: DeepfakeConfig, card_text: str | None = None) -> Path:
+    """Write config.json + model.safetensors (+ README.md), loadable by timm `local-dir:` and transformers."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    timm.models.save_for_hf(
+        model, str(folder), safe_serialization=True,
+        model_config={"label_names": LABEL_NAMES, "deepfake": deepfake.to_dict()})
+    config_path = folder / CONFIG_NAME
+    config = json.loads(config_path.read_text())
+    config.get("model_args", {}).pop("num_classes", None)  # transformers passes num_classes itself
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    if card_text is not None:
+        (folder / CARD_NAME).write_text(card_text)
+    return folder
