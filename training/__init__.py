@@ -1,0 +1,1 @@
+"""Training pipeline: data -> augment -> train -> evaluate."""

@@ -1,0 +1,503 @@
+"""Load face images from folder trees, challenge zips or the Hub into one `datasets` schema, and split them.
+
+Every loader yields the columns of `FEATURES`; labels are `real` = 0 and `fake` = 1 everywhere. The `group`
+column is the near-duplicate key that `split_dataset` keeps on one side of a split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import re
+import sys
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+LABEL_NAMES = ("real", "fake")
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=list(LABEL_NAMES)),
+        "generator": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "path": datasets.Value("string"),
+        "group": datasets.Value("string"),
+    }
+)
+SPLIT_NAMES = ("train", "validation", "test")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+MIN_SIDE = 32
+NEAR_DUPLICATE_DISTANCE = 3  # dHash bits; 3 caught every true pair in ../shared/data/faces, 4 added false ones
+MANIFEST_NAME = "MANIFEST.tsv"
+UNKNOWN = "unknown"
+
+_TILE_RE = re.compile(r"^(?P<figure>.+)_r(?P<row>\d+)_c\d+$")
+_NOTE_ROW_RE = re.compile(r"SLICE of grid \(row (?P<row>\d+)")
+_PAIR_RE = re.compile(r"^(?P<stem>.*)_(?:ori|tar)(?P<index>\d+)$")
+_CHALLENGE_ZIP_RE = re.compile(r"^(?P<label>[01])-(?P<generator>.+)\.zip$", re.IGNORECASE)
+_HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
+
+
+class DataError(ValueError):
+    """A source cannot be loaded or split as asked."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One image to load: a file on disk, or a member of a zip archive (`member` set)."""
+
+    file: str
+    member: str | None
+    label: int
+    generator: str
+    source: str
+    path: str
+    group: str
+
+
+def group_key(source: str, path: str, note: str = "") -> str:
+    """Near-duplicate key from naming: grid tiles of one figure row, `*_oriN`/`*_tarN` input/edit pairs."""
+    stem = Path(path).stem
+    tile = _TILE_RE.match(stem)
+    if tile:
+        note_row = _NOTE_ROW_RE.search(note)
+        row = int(note_row["row"] if note_row else tile["row"])
+        return f"{source}/{tile['figure']}/row{row}"
+    pair = _PAIR_RE.match(stem)
+    if pair:
+        return f"{source}/{pair['stem']}{pair['index']}"
+    return path
+
+
+def _read_manifest(base: Path) -> dict[str, dict[str, str]]:
+    manifest = base / MANIFEST_NAME
+    if not manifest.is_file():
+        return {}
+    with manifest.open(newline="", encoding="utf-8") as handle:
+        return {row["relpath"]: row for row in csv.DictReader(handle, delimiter="\t")}
+
+
+def _label_index(name: str, where: str) -> int:
+    if name not in LABEL_NAMES:
+        raise DataError(f"Label {name!r} in {where} is not one of {LABEL_NAMES}; fix the label or the folder name.")
+    return LABEL_NAMES.index(name)
+
+
+def _tree_entries(root: Path) -> list[_Entry]:
+    """Entries of `root/<real|fake>/<generator?>/...` or `root/<source>/<real|fake>/<generator>/...`."""
+    if any((root / label).is_dir() for label in LABEL_NAMES):
+        base, tops = root.parent, [root]
+    else:
+        base = root
+        tops = [d for d in sorted(root.iterdir()) if d.is_dir() and any((d / n).is_dir() for n in LABEL_NAMES)]
+    manifest = _read_manifest(base)
+    entries = []
+    for top in tops:
+        for label in LABEL_NAMES:
+            for file in sorted((top / label).rglob("*")):
+                if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
+                    continue
+                inner = file.relative_to(top / label).parts
+                relpath = file.relative_to(base).as_posix()
+                row = manifest.get(relpath, {})
+                generator = row.get("generator") or (inner[0] if len(inner) > 1 else UNKNOWN)
+                entries.append(
+                    _Entry(
+                        file=str(file), member=None, label=_label_index(row.get("label", label), relpath),
+                        generator=generator, source=top.name, path=relpath,
+                        group=group_key(top.name, relpath, row.get("note", "")),
+                    )
+                )
+    return entries
+
+
+def _zip_members(archive: Path) -> list[str]:
+    with zipfile.ZipFile(archive) as handle:
+        names = [i.filename for i in handle.infolist() if not i.is_dir()]
+    return sorted(n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES and "__MACOSX" not in n)
+
+
+def _read_test_labels(labels_file: Path, fake_value: int) -> dict[str, int]:
+    """`filename label` lines -> {basename: label index}; `fake_value` says which of 0/1 means fake."""
+    if fake_value not in (0, 1):
+        raise DataError(f"challenge_fake_value must be 0 or 1, got {fake_value!r}.")
+    labels = {}
+    for number, line in enumerate(labels_file.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.replace(",", " ").split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) != 2 or fields[1] not in ("0", "1"):
+            raise DataError(f"{labels_file}:{number}: expected 'filename 0|1', got {line!r}; fix that line.")
+        labels[Path(fields[0]).name] = int(int(fields[1]) == fake_value)
+    return labels
+
+
+def _challenge_entries(location: Path, labels_file: str | None, fake_value: int) -> list[_Entry]:
+    """Entries of the ICIAP 2022 challenge zips (`0-CelebA.zip`, `1-ATTGAN.zip`, ...) and an optional test zip."""
+    archives = [location] if location.is_file() else sorted(location.glob("*.zip"))
+    test_labels = _read_test_labels(Path(labels_file), fake_value) if labels_file else None
+    entries = []
+    for archive in archives:
+        named = _CHALLENGE_ZIP_RE.match(archive.name)
+        if named is None and test_labels is None:
+            continue
+        source = "challenge" if named else "challenge_test"
+        for member in _zip_members(archive):
+            if named:
+                label, generator = int(named["label"]), named["generator"]
+            elif Path(member).name in test_labels:
+                label, generator = test_labels[Path(member).name], UNKNOWN
+            else:
+                continue
+            path = f"{archive.name}/{member}"
+            entries.append(_Entry(str(archive), member, label, generator, source, path, f"{source}/{path}"))
+    return entries
+
+
+def _generate_rows(entries: tuple[_Entry, ...]) -> Iterator[dict[str, Any]]:
+    archives: dict[str, zipfile.ZipFile] = {}
+    try:
+        for entry in entries:
+            if entry.member is None:
+                image = {"path": entry.file, "bytes": None}
+            else:
+                archive = archives.setdefault(entry.file, zipfile.ZipFile(entry.file))
+                image = {"path": entry.member, "bytes": archive.read(entry.member)}
+            yield {"image": image, "label": entry.label, "generator": entry.generator, "source": entry.source,
+                   "path": entry.path, "group": entry.group}
+    finally:
+        for archive in archives.values():
+            archive.close()
+
+
+def _fingerprint(entries: list[_Entry]) -> str:
+    digest = hashlib.sha256()
+    for entry in entries:
+        stat = Path(entry.file).stat() if entry.member else None
+        digest.update(repr((astuple(entry), stat and (stat.st_size, stat.st_mtime_ns))).encode())
+    return digest.hexdigest()
+
+
+def _local_entries(location: Path, labels_file: str | None, fake_value: int) -> list[_Entry]:
+    is_challenge = location.suffix.lower() == ".zip" or labels_file is not None or (
+        location.is_dir() and any(_CHALLENGE_ZIP_RE.match(z.name) for z in location.glob("*.zip"))
+    )
+    entries = _challenge_entries(location, labels_file, fake_value) if is_challenge else _tree_entries(location)
+    if not entries:
+        raise DataError(
+            f"No labelled images found in {location}. Expected <real|fake>/<generator>/<file>, "
+            "<source>/<real|fake>/<generator>/<file>, challenge zips named 0-NAME.zip / 1-NAME.zip, "
+            "or a test zip with challenge_test_labels."
+        )
+    return entries
+
+
+def load_source(
+    source: str,
+    *,
+    streaming: bool = False,
+    challenge_test_labels: str | None = None,
+    challenge_fake_value: int = 1,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """Load a folder tree, challenge zips or a Hub dataset id (`user/name[@revision]`) with `FEATURES`."""
+    location = Path(source)
+    if location.exists():
+        entries = _local_entries(location, challenge_test_labels, challenge_fake_value)
+        kwargs = {"entries": tuple(entries)}
+        if streaming:
+            return datasets.IterableDataset.from_generator(_generate_rows, features=FEATURES, gen_kwargs=kwargs)
+        return datasets.Dataset.from_generator(
+            _generate_rows, features=FEATURES, gen_kwargs=kwargs, fingerprint=_fingerprint(entries)
+        )
+    if _HUB_ID_RE.match(source):
+        return _load_hub(source, streaming)
+    raise DataError(f"{source!r} is neither an existing folder or zip nor a Hub dataset id (user/name[@revision]).")
+
+
+def load_sources(sources: Sequence[str], **kwargs: Any) -> datasets.Dataset:
+    """Concatenate `load_source` over several sources."""
+    if not sources:
+        raise DataError("No data source given; pass at least one folder, zip or Hub dataset id.")
+    return datasets.concatenate_datasets([load_source(source, **kwargs) for source in sources])
+
+
+def _label_converter(feature: Any, source: str) -> Callable[[Any], int]:
+    """Map a Hub label (ClassLabel, 0/1 int or 'real'/'fake' string) to our label index."""
+    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+
+    def convert(value: Any) -> int:
+        name = names[value] if names is not None else value
+        if isinstance(name, str):
+            return _label_index(name.strip().lower(), source)
+        if name in (0, 1):
+            return int(name)
+        raise DataError(f"Label {value!r} in {source} is not 0/1 or real/fake; map it before loading.")
+
+    return convert
+
+
+def _standardize(dataset: datasets.Dataset | datasets.IterableDataset, source: str):
+    """Rename and convert a Hub dataset's columns to `FEATURES` without decoding images."""
+    features = dataset.features or {}
+    image_column = next((n for n, f in features.items() if isinstance(f, datasets.Image)), None)
+    label_column = next((n for n in ("label", "labels") if n in features), None)
+    if image_column is None or label_column is None:
+        raise DataError(f"{source} needs an Image column and a 'label' column; it has {list(features)}.")
+    convert = _label_converter(features[label_column], source)
+    has_generator = "generator" in features
+
+    def to_row(example: dict[str, Any], index: int) -> dict[str, Any]:
+        path = f"{source}/{index}"
+        generator = example["generator"] if has_generator else UNKNOWN
+        return {"image": example[image_column], "label": convert(example[label_column]),
+                "generator": generator or UNKNOWN, "source": source, "path": path, "group": path}
+
+    raw = dataset.cast_column(image_column, datasets.Image(decode=False))
+    raw_features = FEATURES.copy()
+    raw_features["image"] = datasets.Image(decode=False)
+    mapped = raw.map(to_row, with_indices=True, remove_columns=list(features), features=raw_features)
+    return mapped.cast_column("image", datasets.Image())
+
+
+def _load_hub(source: str, streaming: bool) -> datasets.Dataset | datasets.IterableDataset:
+    """Load every split of a Hub dataset and concatenate them (splitting is ours to do)."""
+    name, _, revision = source.partition("@")
+    try:
+        loaded = datasets.load_dataset(name, revision=revision or None, streaming=streaming)
+    except (OSError, ValueError) as error:
+        raise DataError(f"Could not load Hub dataset {source!r} ({error}); check the id and your connection.") from error
+    parts = list(loaded.values()) if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)) else [loaded]
+    return _standardize(datasets.concatenate_datasets(parts), name)
+
+
+# ----------------------------------------------------------------------------------------------- inspection
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What one pass over an image's bytes tells: content hash, perceptual hash and why it is unusable."""
+
+    sha256: str
+    dhash: int | None
+    problem: str | None
+
+
+def _dhash(image: Image.Image) -> int:
+    """64-bit difference hash: is each of 8x9 grey cells brighter than its left neighbour."""
+    cells = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
+    return int(np.packbits(cells[:, 1:] > cells[:, :-1]).view(">u8")[0])
+
+
+def inspect_image(data: bytes, min_side: int = MIN_SIDE) -> ImageInfo:
+    """Hash `data` and decode it (at reduced JPEG scale) to check it is a usable image."""
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            image.draft("RGB", (64, 64))
+            image.load()
+            dhash = _dhash(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        return ImageInfo(sha, None, f"undecodable: {error}")
+    problem = f"too small: {width}x{height} (short side under {min_side} px)" if min(width, height) < min_side else None
+    return ImageInfo(sha, dhash, problem)
+
+
+def _image_bytes(item: dict[str, Any]) -> bytes:
+    if item.get("bytes") is not None:
+        return item["bytes"]
+    try:
+        return Path(item["path"]).read_bytes()
+    except OSError:
+        return b""
+
+
+def inspect_dataset(ds: datasets.Dataset, min_side: int = MIN_SIDE) -> list[ImageInfo]:
+    """`inspect_image` for every row, reading raw bytes without decoding through `datasets`."""
+    raw = ds.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
+    return [inspect_image(_image_bytes(row["image"]), min_side) for row in raw]
+
+
+def scan_problems(ds: datasets.Dataset, infos: list[ImageInfo] | None = None) -> list[dict[str, Any]]:
+    """Rows that training cannot use (undecodable, too small) or that repeat earlier bytes, as {index, path, reason}."""
+    infos = inspect_dataset(ds) if infos is None else infos
+    paths = ds["path"]
+    first_path: dict[str, str] = {}
+    problems = []
+    for index, (info, path) in enumerate(zip(infos, paths)):
+        reason = info.problem
+        if reason is None and info.sha256 in first_path:
+            reason = f"duplicate of {first_path[info.sha256]}"
+        first_path.setdefault(info.sha256, path)
+        if reason:
+            problems.append({"index": index, "path": path, "reason": reason})
+    return problems
+
+
+def drop_unusable(ds: datasets.Dataset, problems: list[dict[str, Any]] | None = None) -> datasets.Dataset:
+    """`ds` without the rows `scan_problems` reports."""
+    problems = scan_problems(ds) if problems is None else problems
+    bad = {problem["index"] for problem in problems}
+    return ds.select([i for i in range(len(ds)) if i not in bad])
+
+
+# ----------------------------------------------------------------------------------------------- splitting
+
+
+def _near_duplicate_edges(hashes: list[int | None], distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) whose dHashes differ in at most `distance` bits."""
+    known = np.array([i for i, h in enumerate(hashes) if h is not None], dtype=np.int64)
+    values = np.array([hashes[i] for i in known], dtype=np.uint64)
+    rows, cols = [], []
+    chunk = max(1, 2**24 // max(1, len(values)))
+    for start in range(0, len(values), chunk):
+        block = np.bitwise_count(values[start : start + chunk, None] ^ values[None, :]) <= distance
+        i, j = np.nonzero(block)
+        i += start
+        keep = i < j
+        rows.append(known[i[keep]])
+        cols.append(known[j[keep]])
+    empty = np.zeros(0, dtype=np.int64)
+    return (np.concatenate(rows) if rows else empty), (np.concatenate(cols) if cols else empty)
+
+
+def near_duplicate_components(groups: Sequence[str], hashes: list[int | None], distance: int) -> np.ndarray:
+    """Component id per row: rows sharing a `group` key or a near-identical dHash are joined transitively."""
+    n = len(groups)
+    first: dict[str, int] = {}
+    key_rows = np.array([first.setdefault(g, i) for i, g in enumerate(groups)], dtype=np.int64)
+    hash_rows, hash_cols = _near_duplicate_edges(hashes, distance)
+    rows = np.concatenate([np.arange(n), hash_rows])
+    cols = np.concatenate([key_rows, hash_cols])
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _assign_splits(components: np.ndarray, strata: list[tuple], fractions: Sequence[float], seed: int) -> np.ndarray:
+    """Split index per row: whole components, stratified by each component's majority stratum.
+
+    Within a stratum the shuffled components are laid on [0, 1) by their image counts, shifted by a random
+    offset, and each goes to the split whose fraction interval holds its midpoint (systematic sampling). A
+    stratum of n images so gets round(n * fraction) of them per split, up to one component; a stratum smaller
+    than 1 / fraction gets an image in that split only with probability n * fraction (3 images at 0.8/0.1/0.1:
+    all train with probability 0.4, otherwise one in validation or test), so totals stay right on average.
+    """
+    rng = np.random.default_rng(seed)
+    members: dict[int, list[int]] = {}
+    for row, component in enumerate(components):
+        members.setdefault(int(component), []).append(row)
+    by_stratum: dict[tuple, list[int]] = {}
+    for component, rows in members.items():
+        majority = min(Counter(strata[r] for r in rows).most_common(), key=lambda kv: (-kv[1], kv[0]))[0]
+        by_stratum.setdefault(majority, []).append(component)
+    bounds = np.cumsum(fractions) / np.sum(fractions)
+    split_of_component: dict[int, int] = {}
+    for stratum in sorted(by_stratum):
+        chosen = [by_stratum[stratum][i] for i in rng.permutation(len(by_stratum[stratum]))]
+        sizes = np.array([len(members[c]) for c in chosen], dtype=float)
+        midpoints = (np.cumsum(sizes) - sizes / 2) / sizes.sum()
+        positions = (midpoints + rng.random()) % 1.0
+        splits = np.minimum(np.searchsorted(bounds, positions, side="right"), len(bounds) - 1)
+        split_of_component.update(zip(chosen, splits.tolist()))
+    return np.array([split_of_component[int(c)] for c in components], dtype=np.int64)
+
+
+def split_dataset(
+    ds: datasets.Dataset,
+    *,
+    seed: int = 0,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE,
+) -> datasets.DatasetDict:
+    """Deduplicated train/validation/test split, stratified by (label, generator), near-duplicates kept together.
+
+    Rows with identical bytes keep the first; rows sharing a `group` key or a dHash within
+    `near_duplicate_distance` bits form one component that goes whole to one split, and the returned `group`
+    column holds that component's key. Undecodable rows are kept (use `drop_unusable` first). No class balancing.
+    """
+    if len(fractions) != len(SPLIT_NAMES) or min(fractions) < 0 or sum(fractions) <= 0:
+        raise DataError(f"fractions must be three non-negative numbers for {SPLIT_NAMES}, got {fractions!r}.")
+    infos = inspect_dataset(ds)
+    seen: set[str] = set()
+    unique = [i for i, info in enumerate(infos) if not (info.sha256 in seen or seen.add(info.sha256))]
+    ds = ds.select(unique)
+    groups, labels, generators = ds["group"], ds["label"], ds["generator"]
+    components = near_duplicate_components(groups, [infos[i].dhash for i in unique], near_duplicate_distance)
+    representative: dict[int, str] = {}
+    merged = [representative.setdefault(int(c), g) for c, g in zip(components, groups)]
+    ds = ds.remove_columns("group").add_column("group", merged).cast(FEATURES)
+    splits = _assign_splits(components, list(zip(labels, generators)), fractions, seed)
+    return datasets.DatasetDict(
+        {name: ds.select(np.flatnonzero(splits == index)) for index, name in enumerate(SPLIT_NAMES)}
+    )
+
+
+# ----------------------------------------------------------------------------------------------- describe
+
+
+def split_counts(splits: datasets.DatasetDict) -> dict[str, dict[str, int]]:
+    """{split: {"<label name>/<generator>": count}}."""
+    return {
+        name: dict(sorted(Counter(f"{LABEL_NAMES[l]}/{g}" for l, g in zip(part["label"], part["generator"])).items()))
+        for name, part in splits.items()
+    }
+
+
+def describe(sources: Sequence[str], *, seed: int = 0, **load_kwargs: Any) -> dict[str, Any]:
+    """Load, drop unusable or duplicate rows, split and count: the report of `python -m training.data describe`."""
+    ds = load_sources(sources, **load_kwargs)
+    problems = scan_problems(ds)
+    splits = split_dataset(drop_unusable(ds, problems), seed=seed)
+    skipped = [{"path": p["path"], "reason": p["reason"]} for p in problems]
+    return {"sources": list(sources), "seed": seed, "total": len(ds), "skipped": skipped,
+            "splits": split_counts(splits)}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Counts per label/generator and split as a text table."""
+    keys = sorted({key for counts in report["splits"].values() for key in counts})
+    width = max([len(k) for k in keys] + [len("label/generator")])
+    lines = [f"{'label/generator':<{width}} " + " ".join(f"{s:>10}" for s in SPLIT_NAMES)]
+    for key in keys + ["total"]:
+        counts = [sum(c.values()) if key == "total" else c.get(key, 0) for c in report["splits"].values()]
+        lines.append(f"{key:<{width}} " + " ".join(f"{c:>10}" for c in counts))
+    lines.append(f"{report['total']} rows loaded, {len(report['skipped'])} skipped")
+    lines += [f"  skipped {s['path']}: {s['reason']}" for s in report["skipped"]]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m training.data", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    cli = commands.add_parser("describe", help="count images per split, label and generator")
+    cli.add_argument("sources", nargs="+", help="folder tree, challenge zip folder or Hub dataset id")
+    cli.add_argument("--output", required=True, type=Path, help="JSON file to write")
+    cli.add_argument("--seed", type=int, default=0)
+    cli.add_argument("--challenge-test-labels", help="file of 'filename label' lines for a challenge test zip")
+    cli.add_argument("--challenge-fake-value", type=int, default=1, choices=(0, 1))
+    args = parser.parse_args(argv)
+    try:
+        report = describe(args.sources, seed=args.seed, challenge_test_labels=args.challenge_test_labels,
+                          challenge_fake_value=args.challenge_fake_value)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(format_table(report))
+
+
+if __name__ == "__main__":
+    main()
