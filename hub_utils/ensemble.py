@@ -1,0 +1,107 @@
+"""Several detectors side by side and their ensemble: the mean of calibrated P(fake) with its own threshold.
+
+`models/ensemble.json` (or any file of that form) names the members and the threshold chosen on validation.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .detector import Detector, FaceScore, ImageScore, load_detector, verdict_for
+from .images import ImageError, ImageInput, load_image
+from .model_folder import ModelFolderError
+
+ENSEMBLE_NAME = "ensemble"
+
+
+@dataclass
+class EnsembleResult:
+    """One image: each member's score and the ensemble's, face by face."""
+
+    members: dict[str, ImageScore]
+    ensemble: ImageScore
+
+    @property
+    def error(self) -> str | None:
+        return self.ensemble.error
+
+
+@dataclass
+class Ensemble:
+    """Detectors scored on the same faces; faces match by index because the face finder is shared."""
+
+    detectors: list[Detector]
+    threshold: float = 0.5
+    notes: dict = field(default_factory=dict)
+
+    def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None,
+                face_crop: bool | None = None, batch_size: int = 32) -> list[EnsembleResult]:
+        """Load each image once, score it with every member, and average face by face."""
+        names = list(names) if names is not None else [str(i) if not isinstance(i, (str, Path)) else str(i)
+                                                        for i in images]
+        loaded: list[ImageInput] = []
+        for image, name in zip(images, names):
+            try:
+                loaded.append(load_image(image, name))
+            except ImageError as error:
+                loaded.append(error)  # type: ignore[arg-type]
+        scorable = [i for i, image in enumerate(loaded) if not isinstance(image, ImageError)]
+        per_model = {d.name: d.predict([loaded[i] for i in scorable], [names[i] for i in scorable], batch_size,
+                                       face_crop) for d in self.detectors}
+        results = []
+        for position, (image, name) in enumerate(zip(loaded, names)):
+            if isinstance(image, ImageError):
+                failed = ImageScore(name, error=str(image))
+                results.append(EnsembleResult({d.name: failed for d in self.detectors}, failed))
+                continue
+            members = {model: scores[scorable.index(position)] for model, scores in per_model.items()}
+            results.append(EnsembleResult(members, self._combine(name, list(members.values()))))
+        return results
+
+    def _combine(self, name: str, scores: list[ImageScore]) -> ImageScore:
+        combined = ImageScore(name)
+        aligned = len({len(s.faces) for s in scores}) == 1
+        if aligned:
+            for faces in zip(*(s.faces for s in scores)):
+                p = float(np.mean([f.fake_probability for f in faces]))
+                combined.faces.append(FaceScore(faces[0].face, faces[0].box, p, verdict_for(p, self.threshold)))
+        else:  # members cropped differently: one image-level score
+            p = float(np.mean([s.fake_probability for s in scores]))
+            first = scores[0].faces[0]
+            combined.faces.append(FaceScore(first.face, first.box, p, verdict_for(p, self.threshold)))
+        return combined
+
+
+def load_ensemble(sources: Sequence[str], threshold: float | None = None) -> Ensemble:
+    """Detectors from folders or Hub ids; the threshold defaults to 0.5 or an ensemble.json beside them."""
+    detectors = [load_detector(source) for source in sources]
+    if threshold is None:
+        threshold = ensemble_threshold(sources)
+    return Ensemble(detectors, threshold)
+
+
+def ensemble_threshold(sources: Sequence[str]) -> float:
+    """The threshold recorded in `ensemble.json` of the members' parent folder when it names these members."""
+    parents = {Path(s).resolve().parent for s in sources if Path(s).is_dir()}
+    for parent in parents:
+        path = parent / "ensemble.json"
+        if path.is_file():
+            try:
+                record = json.loads(path.read_text())
+            except json.JSONDecodeError as error:
+                raise ModelFolderError(f"{path}: malformed JSON ({error}).") from None
+            if sorted(record.get("members", [])) == sorted(Path(s).resolve().name for s in sources):
+                return float(record["threshold"])
+    return 0.5
+
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def default_sources(models_dir: Path = DEFAULT_MODELS_DIR) -> list[str]:
+    """The embedded default models: every folder under `models/` that holds a config.json, sorted by name."""
+    return [str(config.parent) for config in sorted(models_dir.glob("*/config.json"))]
