@@ -1,0 +1,96 @@
+"""Training configuration: one dataclass with defaults; a JSON file may set them, the command line overrides."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from training.augment import AugmentConfig
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; written resolved beside the model as `train_config.json`."""
+
+    backbone: str = "tf_efficientnet_lite0"
+    data: list[str] = field(default_factory=list)
+    output: str = ""
+    pretrained: str = "hub"  # hub | packaged | none | path to .safetensors or a model folder
+    epochs: int = 10
+    image_size: int = 192
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.5
+    patience: int = 3
+    seed: int = 0
+    mixed_precision: str = "no"  # no | fp16 | bf16 (Accelerate)
+    channels_last: bool = True
+    num_workers: int = 2
+    max_steps_per_epoch: int = 0  # 0: a full pass over the balanced sampler
+    face_margin: float = 0.25
+    face_cache: str = ".cache/faces"
+    neutral_p: float = 0.5  # probability of the neutral re-encoding before face crop and augmentation
+    exclude: list[str] = field(default_factory=list)  # "generator=NAME" / "source=NAME": left out of training
+    keep_checkpoint: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def preprocessing(self) -> str:
+        return self.augment.mode
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))}).")
+        values = dict(data)
+        if isinstance(values.get("augment"), dict):
+            values["augment"] = AugmentConfig.from_dict(values["augment"])
+        return cls(**values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description="Fine-tune a timm backbone as a deepfake face detector.")
+    parser.add_argument("--config", help="JSON file with TrainConfig keys; command-line flags override it.")
+    parser.add_argument("--backbone", help="any timm model name (default tf_efficientnet_lite0)")
+    parser.add_argument("--data", nargs="+", help="folder trees, challenge zip folders or Hub dataset ids")
+    parser.add_argument("--output", help="model folder to write")
+    parser.add_argument("--pretrained", help="hub | packaged | none | PATH (.safetensors or model folder)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--image-size", type=int, dest="image_size")
+    parser.add_argument("--batch-size", type=int, dest="batch_size")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--preprocessing", choices=["resize", "crop"], help="resize to the model size, or native-resolution crops")
+    parser.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "fp16", "bf16"])
+    parser.add_argument("--num-workers", type=int, dest="num_workers")
+    parser.add_argument("--max-steps-per-epoch", type=int, dest="max_steps_per_epoch")
+    parser.add_argument("--neutral-p", type=float, dest="neutral_p")
+    parser.add_argument("--exclude", nargs="+", help="leave out of training: generator=NAME or source=NAME")
+    parser.add_argument("--patience", type=int)
+    parser.add_argument("--keep-checkpoint", action="store_true", default=None, dest="keep_checkpoint")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the --config file, then explicit flags."""
+    values: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
+    for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed",
+                 "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "patience",
+                 "keep_checkpoint"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    config = TrainConfig.from_dict(values)
+    if args.preprocessing:
+        config.augment.mode = args.preprocessing
+    if not config.data or not config.output:
+        raise ValueError("--data and --output are required (on the command line or in --config).")
+    return config

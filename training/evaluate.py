@@ -1,0 +1,158 @@
+"""Evaluate detectors through the one inference path, overall and per generator, source and perturbation.
+
+    python -m training.evaluate --model models/lite0-192 --data ../shared/data/faces --split test \
+        --neutral --perturbations all --output reports/lite0.json --update-card
+
+One prediction per image (as fake as its most fake face). Several `--model`s are also scored as their ensemble.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import datasets
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from hub_utils.card import EVALUATION_NAME, write_model_card
+from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, load_ensemble
+from hub_utils.model_folder import ModelFolderError
+from training.data import DataError, load_sources, split_dataset
+from training.dataset import image_of
+from training.deepfake_metrics import compute_metrics
+from training.perturb import iter_perturbations, neutral_reencode
+from training.report import plot_evaluation
+
+SUMMARY_KEYS = ("n", "accuracy", "balanced_accuracy", "roc_auc", "average_precision")
+
+
+def load_rows(sources: Sequence[str], split: str | None, seed: int) -> datasets.Dataset:
+    """Every image of the sources, or one split of the loader's."""
+    dataset = load_sources(list(sources))
+    if split:
+        splits = split_dataset(dataset, seed=seed)
+        if split not in splits:
+            raise DataError(f"--split {split!r}: choose one of {', '.join(splits)}.")
+        dataset = splits[split]
+    return dataset
+
+
+def score_images(ensemble: Ensemble, images: Sequence[Image.Image], desc: str, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Image-level P(fake) per member and for the ensemble (NaN where an image could not be scored)."""
+    names = [d.name for d in ensemble.detectors] + [ENSEMBLE_NAME]
+    scores: dict[str, list[float]] = {name: [] for name in names}
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, file=sys.stderr, leave=False):
+        for result in ensemble.predict(images[start:start + batch_size], batch_size=batch_size):
+            for name, score in [*result.members.items(), (ENSEMBLE_NAME, result.ensemble)]:
+                scores[name].append(np.nan if score.error else score.fake_probability)
+    return {name: np.asarray(values) for name, values in scores.items()}
+
+
+def subset_summary(labels: np.ndarray, scores: np.ndarray, threshold: float, mask: np.ndarray) -> dict[str, Any]:
+    """Accuracy on the subset; AUC/AP of the subset against every image of the other class."""
+    label_values = np.unique(labels[mask])
+    auc_mask = mask | (labels != label_values[0]) if len(label_values) == 1 else mask
+    summary = compute_metrics(labels[auc_mask], scores[auc_mask], threshold)
+    summary["n"] = int(mask.sum())
+    summary["accuracy"] = float(np.mean((scores[mask] >= threshold) == labels[mask]))
+    if len(label_values) == 1:
+        summary["balanced_accuracy"] = summary["accuracy"]
+    return {key: summary[key] for key in SUMMARY_KEYS}
+
+
+def build_report(labels: np.ndarray, scores: np.ndarray, threshold: float, columns: dict[str, list[str]]) -> dict[str, Any]:
+    """Overall metrics plus breakdowns by each metadata column."""
+    valid = ~np.isnan(scores)
+    labels, scores = labels[valid], scores[valid]
+    report = compute_metrics(labels, scores, threshold)
+    report["unscored"] = int((~valid).sum())
+    for column, values in columns.items():
+        values = np.asarray(values)[valid]
+        report[f"per_{column}"] = {value: subset_summary(labels, scores, threshold, values == value)
+                                   for value in sorted(set(values))}
+    return report
+
+
+def evaluate(ensemble: Ensemble, dataset: datasets.Dataset, neutral: bool, perturbations: str | None) -> dict[str, dict[str, Any]]:
+    """Reports keyed by model name (and `ensemble` when there are several models)."""
+    labels = np.asarray(dataset["label"])
+    columns = {"generator": list(dataset["generator"]), "source": list(dataset["source"])}
+    images = [image_of(row) for row in tqdm(dataset, desc="loading", file=sys.stderr, leave=False)]
+    if neutral:
+        images = [neutral_reencode(image) for image in images]
+    thresholds = {d.name: d.threshold for d in ensemble.detectors} | {ENSEMBLE_NAME: ensemble.threshold}
+    base = score_images(ensemble, images, "scoring")
+    reports = {name: build_report(labels, scores, thresholds[name], columns) for name, scores in base.items()}
+    for name, severity, perturb in iter_perturbations(perturbations) if perturbations else []:
+        perturbed = score_images(ensemble, [perturb(image) for image in images], f"{name}/{severity}")
+        for model, scores in perturbed.items():
+            reports[model].setdefault("per_perturbation", {})[f"{name}/{severity}"] = {
+                key: build_report(labels, scores, thresholds[model], {})[key] for key in SUMMARY_KEYS}
+    for name, report in reports.items():
+        report.update(setting="neutral" if neutral else "raw", scores=base[name].tolist(), labels=labels.tolist())
+    if len(ensemble.detectors) == 1:
+        reports.pop(ENSEMBLE_NAME)
+    return reports
+
+
+def update_card(folder: Path, report: dict[str, Any], split: str | None) -> None:
+    """Store the evaluation in the model folder and regenerate its card with it."""
+    record = {key: value for key, value in report.items() if key not in ("scores", "labels")}
+    record["split"] = split or "all"
+    record["headline"] = {f"{split or 'all'}_{report['setting']}": {**{k: record[k] for k in SUMMARY_KEYS},
+                                                                    "threshold": record["threshold"],
+                                                                    "split": split or "all"}}
+    path = folder / EVALUATION_NAME
+    if path.is_file():  # keep other settings (raw / neutral) already recorded
+        previous = json.loads(path.read_text())
+        record["headline"] = {**previous.get("headline", {}), **record["headline"]}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_model_card(folder)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", action="append", required=True, help="model folder or Hub id; repeat for several")
+    parser.add_argument("--data", nargs="+", required=True, help="sources, as for training")
+    parser.add_argument("--output", required=True, help="report JSON; plots are written beside it")
+    parser.add_argument("--split", help="train, validation or test of the loader's split (default: every image)")
+    parser.add_argument("--seed", type=int, default=0, help="split seed (must match training)")
+    parser.add_argument("--perturbations", help="'all', or a comma list of name or name/severity")
+    parser.add_argument("--neutral", action="store_true", help="neutral re-encoding first (format-free evaluation)")
+    parser.add_argument("--ensemble-threshold", type=float, help="default: models/ensemble.json or 0.5")
+    parser.add_argument("--update-card", action="store_true", help="write the results into each local model's card")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ensemble = load_ensemble(args.model, args.ensemble_threshold)
+        dataset = load_rows(args.data, args.split, args.seed)
+    except (ModelFolderError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    reports = evaluate(ensemble, dataset, args.neutral, args.perturbations)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    for name, report in reports.items():
+        plot_evaluation(np.asarray(report["labels"]), np.nan_to_num(np.asarray(report["scores"]), nan=0.5),
+                        report["threshold"], report, output.parent / f"{output.stem}_{Path(name).name}")
+    summary = reports if len(reports) > 1 else next(iter(reports.values()))
+    output.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.update_card:
+        for detector, source in zip(ensemble.detectors, args.model):
+            if Path(source).is_dir():
+                update_card(Path(source), reports[detector.name], args.split)
+    for name, report in reports.items():
+        print(f"{name}: " + ", ".join(f"{k}={report[k]:.4f}" if isinstance(report[k], float) else f"{k}={report[k]}"
+                                      for k in SUMMARY_KEYS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

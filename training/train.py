@@ -1,0 +1,245 @@
+"""Fine-tune a timm backbone as a deepfake face detector and write a complete model folder.
+
+    python -m training.train --backbone tf_efficientnet_lite0 --pretrained packaged \
+        --data ../shared/data/faces --output runs/lite0 --epochs 8 --image-size 192
+
+Runs on CPU, one GPU or many (`accelerate launch -m training.train ...`). A checkpoint is written atomically each
+epoch; `--resume` continues after an interruption. Validation scores go through `Detector.predict`, the same path
+the app and the CLI use; the final model is calibrated on the validation split before it is saved.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from hub_utils.card import write_model_card
+from hub_utils.detector import Detector
+from hub_utils.faces import FaceFinder, FaceSettings
+from hub_utils.model_folder import DeepfakeConfig, save_model_folder
+from training.augment import build_train_transform
+from training.backbone import PretrainedError, create_backbone
+from training.calibrate import apply_temperature, best_threshold, expected_calibration_error, fit_temperature, fold_temperature
+from training.config import TrainConfig, build_parser, resolve_config
+from training.data import drop_unusable, load_sources, split_dataset
+from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_worker
+from training.deepfake_metrics import compute_metrics
+from training.perturb import neutral_reencode
+from training.report import plot_training_curves
+
+CHECKPOINT_DIR = "checkpoint"
+STATE_NAME = "state.pt"
+BEST_NAME = "best.safetensors"
+LOG_NAME = "training_log.jsonl"
+
+
+def build_splits(config: TrainConfig) -> datasets.DatasetDict:
+    """Usable rows of the sources, split by the loader, with `exclude` removed from training and validation."""
+    splits = split_dataset(drop_unusable(load_sources(config.data)), seed=config.seed)
+    for rule in config.exclude:
+        column, _, value = rule.partition("=")
+        if column not in ("generator", "source") or not value:
+            raise ValueError(f"--exclude {rule!r}: use generator=NAME or source=NAME.")
+        for name in ("train", "validation"):
+            splits[name] = splits[name].filter(lambda row: row[column] != value)
+    return splits
+
+
+def data_summary(splits: datasets.DatasetDict, config: TrainConfig) -> dict[str, Any]:
+    """Counts per split and label/generator, recorded in the model folder and card."""
+    counts = {name: {} for name in splits}
+    for name, split in splits.items():
+        for label, generator in zip(split["label"], split["generator"]):
+            key = f"{('real', 'fake')[label]}/{generator}"
+            counts[name][key] = counts[name].get(key, 0) + 1
+    return {"sources": config.data, "excluded": config.exclude, "splits": counts}
+
+
+class Validator:
+    """Validation images held in memory, raw and neutrally re-encoded, scored through `Detector.predict`."""
+
+    def __init__(self, split: datasets.Dataset, face_finder: FaceFinder) -> None:
+        self.labels = np.asarray(split["label"])
+        self.generators = list(split["generator"])
+        self.raw = [image_of(row) for row in tqdm(split, desc="validation images", file=sys.stderr)]
+        self.neutral = [neutral_reencode(image) for image in self.raw]
+        self.face_finder = face_finder
+
+    def score(self, model: torch.nn.Module, config: TrainConfig, neutral: bool) -> np.ndarray:
+        detector = Detector(model, {"pretrained_cfg": model.pretrained_cfg}, deepfake_config(config), "validation",
+                            face_finder=self.face_finder)
+        results = detector.predict(self.neutral if neutral else self.raw, batch_size=config.batch_size)
+        return np.array([r.fake_probability for r in results])
+
+
+def deepfake_config(config: TrainConfig, **values: Any) -> DeepfakeConfig:
+    return DeepfakeConfig(preprocessing=config.preprocessing,
+                          face_crop=FaceSettings(margin=config.face_margin), **values)
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, config: TrainConfig, epoch: int) -> float:
+    """One pass over the balanced sampler; returns the mean loss."""
+    model.train()
+    losses = []
+    steps = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
+    progress = tqdm(total=steps, desc=f"epoch {epoch}", file=sys.stderr, disable=not accelerator.is_main_process)
+    for step, (inputs, labels) in enumerate(loader):
+        if step >= steps:
+            break
+        if config.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with accelerator.autocast():
+            loss = torch.nn.functional.cross_entropy(model(inputs), labels)
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        progress.update()
+    progress.close()
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
+    """Atomic: write to a temporary file, then rename over the old checkpoint."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{STATE_NAME}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, folder / STATE_NAME)
+
+
+def save_best(folder: Path, model: torch.nn.Module) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{BEST_NAME}.tmp"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, folder / BEST_NAME)
+
+
+def calibrate(model: torch.nn.Module, validator: Validator, config: TrainConfig) -> DeepfakeConfig:
+    """Fit temperature and threshold on neutrally re-encoded validation images; fold the temperature in."""
+    scores = validator.score(model, config, neutral=True)
+    temperature = fit_temperature(scores, validator.labels)
+    calibrated = apply_temperature(scores, temperature)
+    threshold = best_threshold(calibrated, validator.labels)
+    fold_temperature(model, temperature)
+    metrics = compute_metrics(validator.labels, calibrated, threshold)
+    metrics["ece_before"] = expected_calibration_error(scores, validator.labels)
+    metrics["ece_after"] = expected_calibration_error(calibrated, validator.labels)
+    return deepfake_config(config, threshold=threshold, temperature=temperature,
+                           metrics={"validation_neutral": metrics})
+
+
+def run(config: TrainConfig, resume: bool = False) -> Path:
+    """Train, keep the best epoch by neutral validation balanced accuracy, calibrate, write the model folder."""
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    output = Path(config.output)
+    checkpoint = output / CHECKPOINT_DIR
+    state_path = checkpoint / STATE_NAME
+    if state_path.is_file() and not resume:
+        raise FileExistsError(f"{output} holds an unfinished run; pass --resume to continue it or choose another --output.")
+    torch.manual_seed(config.seed)
+    model = create_backbone(config.backbone, config.pretrained, config.image_size)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    splits = build_splits(config)
+    face_finder = FaceFinder(config.face_cache)
+    data_config = model.pretrained_cfg
+    transform = build_train_transform(config.augment, config.image_size, data_config["mean"], data_config["std"])
+    train_set = FaceCropDataset(splits["train"], transform, FaceSettings(margin=config.face_margin), config.face_cache,
+                                config.neutral_p, config.seed)
+    sampler = torch.utils.data.WeightedRandomSampler(
+        balanced_weights(train_set.labels, list(splits["train"]["generator"])), len(train_set))
+    loader = torch.utils.data.DataLoader(train_set, config.batch_size, sampler=sampler, num_workers=config.num_workers,
+                                         worker_init_fn=seed_worker, drop_last=True,
+                                         persistent_workers=config.num_workers > 0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_epochs * steps_per_epoch),
+                                                config.epochs * steps_per_epoch)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "stale": 0}
+    if resume and state_path.is_file():
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        accelerator.unwrap_model(model).load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = saved["progress"]
+        accelerator.print(f"resuming after epoch {state['epoch']}")
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    validator = Validator(splits["validation"], face_finder)
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        if state["stale"] >= config.patience:
+            accelerator.print(f"early stop: no gain for {config.patience} epochs")
+            break
+        torch.manual_seed(config.seed + epoch)
+        started = time.time()
+        loss = train_one_epoch(model, loader, optimizer, scheduler, accelerator, config, epoch)
+        bare = accelerator.unwrap_model(model)
+        record = {"epoch": epoch, "train_loss": loss, "lr": scheduler.get_last_lr()[0]}
+        for name, neutral in (("raw", False), ("neutral", True)):
+            scores = validator.score(bare, config, neutral)
+            metrics = compute_metrics(validator.labels, scores, 0.5)
+            record.update({f"val_{name}_balanced_accuracy": metrics["balanced_accuracy"],
+                           f"val_{name}_roc_auc": metrics["roc_auc"]})
+        record["seconds"] = round(time.time() - started, 1)
+        if accelerator.is_main_process:
+            improved = record["val_neutral_balanced_accuracy"] > state["best_score"]
+            if improved:
+                save_best(checkpoint, bare)
+                state.update(best_score=record["val_neutral_balanced_accuracy"], best_epoch=epoch)
+            state.update(epoch=epoch, stale=0 if improved else state["stale"] + 1)
+            with open(output / LOG_NAME, "a") as log:
+                log.write(json.dumps(record) + "\n")
+            save_checkpoint(checkpoint, {"model": bare.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "scheduler": scheduler.state_dict(), "progress": state})
+            accelerator.print(json.dumps(record))
+    if accelerator.is_main_process:
+        finish(accelerator.unwrap_model(model), splits, validator, config, output)
+    return output
+
+
+def finish(model: torch.nn.Module, splits: datasets.DatasetDict, validator: Validator, config: TrainConfig, output: Path) -> None:
+    """Best weights -> calibration -> model folder with card and curves; the checkpoint goes unless kept."""
+    checkpoint = output / CHECKPOINT_DIR
+    model.load_state_dict(load_file(checkpoint / BEST_NAME))
+    model.eval()
+    deepfake = calibrate(model, validator, config)
+    deepfake.training_data = {**data_summary(splits, config), "backbone": config.backbone,
+                              "pretrained": config.pretrained, "image_size": config.image_size}
+    save_model_folder(model.to(memory_format=torch.contiguous_format), output, deepfake)
+    plot_training_curves(output / LOG_NAME, output / "training_curves.png")
+    write_model_card(output)
+    if not config.keep_checkpoint:
+        for path in checkpoint.iterdir():
+            path.unlink()
+        checkpoint.rmdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = resolve_config(args)
+        run(config, resume=args.resume)
+    except (PretrainedError, ValueError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
