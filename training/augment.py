@@ -143,9 +143,12 @@ def _size_step(cfg: AugmentConfig, size: int) -> list[A.BasicTransform]:
     return [TileToSize(size), A.RandomCrop(size, size)]
 
 
-def build_compose(cfg: AugmentConfig, image_size: int, mean: Sequence[float], std: Sequence[float],
-                  seed: int | None = None) -> A.Compose:
-    """The albumentations pipeline of `cfg`; call it with image= and keypoints= (5 landmarks, xy pixels)."""
+def build_compose(cfg: AugmentConfig, image_size: int, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None, seed: int | None = None) -> A.Compose:
+    """The albumentations pipeline of `cfg`; call it with image= and keypoints= (5 landmarks, xy pixels).
+
+    With `mean` and `std` it ends in a normalised CHW tensor; without them in uint8 HxWx3 pixels.
+    """
     reflect = cv2.BORDER_REFLECT_101
     transforms = [
         RegionBlackout(p=cfg.blackout_p),
@@ -160,15 +163,15 @@ def build_compose(cfg: AugmentConfig, image_size: int, mean: Sequence[float], st
         *_size_step(cfg, image_size),
         A.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, saturation=cfg.saturation, hue=cfg.hue,
                       p=cfg.color_p),
-        A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
-        ToTensorV2(),
     ]
+    if mean is not None and std is not None:
+        transforms += [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
     keypoints = A.KeypointParams(format="xy", remove_invisible=False)
     return A.Compose(transforms, keypoint_params=keypoints, seed=seed)
 
 
 class TrainTransform:
-    """Callable (RGB uint8 HxWx3 array, landmarks (5, 2) or None) -> normalised float CHW tensor.
+    """Callable (RGB uint8 HxWx3 array, landmarks (5, 2) or None) -> normalised float CHW tensor (or uint8 pixels).
 
     Reseeds itself once per DataLoader worker from the worker's seed, so workers do not repeat each other.
     """
@@ -177,7 +180,7 @@ class TrainTransform:
         self.compose = compose
         self._worker_seed: int | None = None
 
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray | None = None) -> torch.Tensor:
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray | None = None) -> torch.Tensor | np.ndarray:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"Expected an RGB uint8 HxWx3 array, got {image.dtype} {image.shape}; "
                              "convert with PIL's .convert('RGB') and np.asarray first.")
@@ -223,11 +226,8 @@ def preview(data: str, output: Path, *, n: int = 16, seed: int = 0, mode: str = 
 
     ds = load_source(data)
     indices = random.Random(seed).sample(range(len(ds)), min(n, len(ds)))
-    transform = build_train_transform(AugmentConfig(mode=mode), size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), seed=seed)
-    arrays = []
-    for index in indices:
-        tensor = transform(np.asarray(ds[index]["image"].convert("RGB")))
-        arrays.append((tensor.permute(1, 2, 0).numpy() * 255).clip(0, 255).astype(np.uint8))
+    transform = TrainTransform(build_compose(AugmentConfig(mode=mode), size, seed=seed))
+    arrays = [transform(np.asarray(ds[index]["image"].convert("RGB"))) for index in indices]
     output.parent.mkdir(parents=True, exist_ok=True)
     preview_grid(arrays).save(output)
 
