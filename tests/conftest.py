@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny model folder, real-face images from scikit-image, and the optional shared face data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FACES_DIR = REPO_ROOT.parent / "shared" / "data" / "faces"
+
+
+def make_model_folder(folder: Path, seed: int = 0, image_size: int = 64, **deepfake) -> Path:
+    """A `test_efficientnet` model folder with a random (not zero) head, so scores vary between images."""
+    from hub_utils.model_folder import DeepfakeConfig, save_model_folder
+    from training.backbone import create_backbone
+
+    torch.manual_seed(seed)
+    model = create_backbone("test_efficientnet", "none", image_size)
+    torch.nn.init.normal_(model.get_classifier().weight, std=0.5)
+    return save_model_folder(model, folder, DeepfakeConfig(**deepfake), card_text="---\nlicense: apache-2.0\n---\n# test\n")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_folder(tmp_path_factory.mktemp("models") / "tiny-a")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Image.Image:
+    """A real photograph with one face (public domain, shipped with scikit-image)."""
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def lfw_faces() -> list[Image.Image]:
+    """Small real face crops from scikit-image's LFW subset (grey, 25x25 upscaled to 100x100)."""
+    from skimage import data
+
+    faces = data.lfw_subset()[:4]
+    return [Image.fromarray((f * 255).astype(np.uint8)).resize((100, 100)) for f in faces]
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    if not FACES_DIR.is_dir():
+        pytest.skip(f"real face data not found at {FACES_DIR} (see ../shared/data/README.md)")
+    return FACES_DIR

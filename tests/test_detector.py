@@ -1,0 +1,74 @@
+"""The one inference path: faces, fallbacks, per-image errors, batching and preprocessing modes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hub_utils import load_detector
+from hub_utils.preprocess import tile_to_size, window_origins
+from tests.conftest import make_model_folder
+
+
+def test_one_result_per_face_and_whole_image_fallback(model_dir: Path, astronaut: Image.Image) -> None:
+    detector = load_detector(model_dir)
+    two = Image.new("RGB", (1000, 520), "grey")
+    two.paste(astronaut, (0, 0))
+    two.paste(astronaut.resize((300, 300)), (650, 100))
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    one, pair, none = detector.predict([astronaut, two, noise])
+    assert [f.face for f in one.faces] == [0] and one.face_found
+    assert [f.face for f in pair.faces] == [0, 1]
+    assert pair.fake_probability == max(f.fake_probability for f in pair.faces)
+    assert [f.face for f in none.faces] == [None] and not none.face_found
+    assert none.faces[0].box == (0, 0, 96, 96)
+    for face in one.faces + pair.faces + none.faces:
+        assert face.verdict == ("fake" if face.fake_probability >= detector.threshold else "real")
+
+
+def test_bad_images_are_rows_with_errors_not_exceptions(model_dir: Path, astronaut: Image.Image, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    results = load_detector(model_dir).predict([corrupt, astronaut, b"text", np.zeros((10, 10, 3), np.uint8)])
+    assert [r.error is None for r in results] == [False, True, False, False]
+    assert "corrupt.jpg" in results[0].error and "32 px" in results[3].error
+    assert results[0].faces == [] and results[0].fake_probability is None
+
+
+def test_batch_size_does_not_change_scores(model_dir: Path, lfw_faces: list[Image.Image]) -> None:
+    detector = load_detector(model_dir)
+    one = [r.fake_probability for r in detector.predict(lfw_faces, batch_size=1)]
+    many = [r.fake_probability for r in detector.predict(lfw_faces, batch_size=4)]
+    np.testing.assert_allclose(one, many, atol=1e-5)
+    assert len(set(np.round(one, 6))) > 1
+
+
+def test_face_crop_switch(model_dir: Path, astronaut: Image.Image) -> None:
+    result = load_detector(model_dir).predict([astronaut], face_crop=False)[0]
+    assert [f.face for f in result.faces] == [None] and result.faces[0].box == (0, 0, 512, 512)
+
+
+@pytest.mark.parametrize("mode, windows", [("crop", 1), ("tile", 9)])
+def test_native_resolution_modes(tmp_path: Path, mode: str, windows: int) -> None:
+    folder = make_model_folder(tmp_path / mode, image_size=64, preprocessing=mode)
+    detector = load_detector(folder)
+    region = Image.fromarray(np.random.default_rng(1).integers(0, 255, (150, 150, 3), dtype=np.uint8))
+    assert detector.preprocess(region).shape == (windows, 3, 64, 64)
+    small = Image.new("RGB", (40, 50))
+    assert detector.preprocess(small).shape[-2:] == (64, 64)
+
+
+def test_tiling_helpers() -> None:
+    array = np.arange(2 * 3).reshape(2, 3, 1)
+    tiled = tile_to_size(array, 5)
+    assert tiled.shape == (5, 5, 1) and tiled[2, 0, 0] == array[0, 0, 0] and tiled[0, 3, 0] == array[0, 0, 0]
+    assert window_origins(150, 64) == [0, 43, 86] and window_origins(64, 64) == [0]
+
+
+def test_hub_layout_loads_from_a_path_string(model_dir: Path) -> None:
+    detector = load_detector(str(model_dir))
+    assert detector.name == model_dir.name and detector.revision == "local"
+    assert detector.threshold == json.loads((model_dir / "config.json").read_text())["deepfake"]["threshold"]

@@ -1,0 +1,100 @@
+"""Safe loading: every odd input becomes RGB or a readable ImageError."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hub_utils import images
+from hub_utils.images import ImageError, content_hash, load_image
+
+
+def encoded(image: Image.Image, fmt: str, **kw) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kw)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16", "I", "F", "1"])
+def test_every_mode_becomes_rgb(mode: str) -> None:
+    base = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    grey = np.asarray(base.convert("L"))
+    numeric = {"I;16": (grey.astype(np.uint16) * 257), "I": grey.astype(np.int32), "F": grey.astype(np.float32) / 255}
+    image = Image.fromarray(numeric[mode]) if mode in numeric else base.convert(mode)
+    assert image.mode == mode
+    rgb = load_image(image)
+    assert rgb.mode == "RGB" and rgb.size == (50, 40)
+
+
+def test_sixteen_bit_png_keeps_its_range(tmp_path: Path) -> None:
+    array = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(array).save(path)
+    rgb = np.asarray(load_image(path))
+    assert rgb.min() <= 1 and rgb.max() >= 254
+
+
+def test_alpha_is_composited_on_white() -> None:
+    rgba = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    assert np.asarray(load_image(rgba)).min() == 255
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = Image.new("RGB", (60, 40), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    data = encoded(image, "JPEG", exif=exif.tobytes())
+    assert load_image(data).size == (40, 60)
+
+
+def test_animated_gif_uses_first_frame() -> None:
+    frames = [Image.new("RGB", (48, 48), c) for c in ("red", "blue")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    assert load_image(buffer.getvalue()).getpixel((10, 10))[0] > 200
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"this is text, not an image", "not an image"),
+    (encoded(Image.new("RGB", (200, 200), "white"), "PNG")[:120], "truncated or corrupt"),
+    (encoded(Image.new("RGB", (20, 64)), "PNG"), "at least 32 px"),
+])
+def test_bad_bytes_get_a_clear_error(data: bytes, reason: str) -> None:
+    with pytest.raises(ImageError, match=reason):
+        load_image(data, "upload.png")
+
+
+def test_truncated_jpeg_file_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "cut.jpg"
+    full = encoded(Image.fromarray(np.random.default_rng(1).integers(0, 255, (256, 256, 3), dtype=np.uint8)), "JPEG")
+    path.write_bytes(full[: len(full) // 2])
+    with pytest.raises(ImageError, match="cut.jpg"):
+        load_image(path)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ImageError, match="no such file"):
+        load_image("does/not/exist.jpg")
+
+
+def test_decompression_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(images, "MAX_PIXELS", 100 * 100)
+    with pytest.raises(ImageError, match="too many pixels"):
+        load_image(encoded(Image.new("RGB", (400, 400)), "PNG"))
+
+
+def test_huge_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 1000)
+    path = tmp_path / "big.bmp"
+    Image.new("RGB", (100, 100)).save(path)
+    with pytest.raises(ImageError, match="limit"):
+        load_image(path)
+
+
+def test_content_hash_ignores_container() -> None:
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    assert content_hash(load_image(encoded(image, "PNG"))) == content_hash(load_image(encoded(image, "BMP")))
+    assert content_hash(image) != content_hash(image.transpose(Image.FLIP_LEFT_RIGHT))
