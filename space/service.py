@@ -1,0 +1,185 @@
+"""What the Space offers, as plain data: models loaded once at start, results of `Ensemble.predict` as JSON-ready
+dicts and table rows, model metadata from each folder's config and card, and Grad-CAM/spectrum pictures.
+
+No model logic lives here: faces, scores and verdicts come from hub_utils. Errors are hub_utils' `ImageError`,
+`ModelFolderError` and this module's `NoModelError`; the UI turns them into sentences for people.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Callable, Sequence
+
+from huggingface_hub import ModelCard
+
+from hub_utils.detector import Detector, ImageScore, load_detector, verdict_for
+from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, EnsembleResult, ensemble_threshold
+from hub_utils.explain import GradCamExplainer, RegionExplanation
+from hub_utils.hub import resolve_model_source
+from hub_utils.images import ImageError, ImageInput, load_image
+from hub_utils.model_folder import CARD_NAME, ModelFolderError
+
+from .uploads import NamedImage
+
+BATCH_CHUNK = 8  # images scored between two progress reports
+
+
+class NoModelError(RuntimeError):
+    """The Space has no usable model."""
+
+
+def read_card(source: str) -> tuple[dict[str, Any], str]:
+    """A model card's metadata (YAML front matter) and its Markdown body; empty when the folder has no card."""
+    folder, _ = resolve_model_source(source)
+    path = folder / CARD_NAME
+    if not path.is_file():
+        return {}, ""
+    try:
+        card = ModelCard.load(path)
+    except ValueError as error:
+        raise ModelFolderError(f"{path}: the model card's YAML header cannot be read ({error}).") from None
+    return card.data.to_dict(), card.text
+
+
+class DetectorService:
+    """The models of the Space, their ensemble, and what the UI and the API ask of them."""
+
+    def __init__(self, ensemble: Ensemble | None, cards: dict[str, tuple[dict, str]], problems: list[str],
+                 inconclusive_margin: float = 0.1) -> None:
+        self.ensemble = ensemble
+        self.cards = cards
+        self.problems = problems
+        self.inconclusive_margin = inconclusive_margin
+        self.explainers = {d.name: GradCamExplainer(d) for d in self.detectors}
+
+    @classmethod
+    def from_sources(cls, sources: Sequence[str], inconclusive_margin: float = 0.1) -> "DetectorService":
+        """Load every model once; a model that fails to load is reported in `problems`, not raised."""
+        detectors: list[Detector] = []
+        loaded: list[str] = []
+        cards: dict[str, tuple[dict, str]] = {}
+        problems: list[str] = []
+        for source in sources:
+            try:
+                detector = load_detector(source)
+                card = read_card(source)
+            except ModelFolderError as error:
+                problems.append(f"Model {source} could not be loaded: {error}")
+                continue
+            if detector.name in cards:
+                problems.append(f"Model {source} was skipped: another model is already named {detector.name}.")
+                continue
+            detectors.append(detector)
+            loaded.append(source)
+            cards[detector.name] = card
+        if not detectors:
+            return cls(None, cards, problems, inconclusive_margin)
+        threshold = detectors[0].threshold if len(detectors) == 1 else ensemble_threshold(loaded)
+        return cls(Ensemble(detectors, threshold), cards, problems, inconclusive_margin)
+
+    @property
+    def detectors(self) -> list[Detector]:
+        return self.ensemble.detectors if self.ensemble else []
+
+    def notices(self) -> list[str]:
+        """Plain sentences about the state of the models, shown at the top of the page."""
+        notices = list(self.problems)
+        if not self.detectors:
+            notices.append("No detection model is installed, so images cannot be checked. Put a model folder "
+                           "under models/ or set DEEPFAKE_MODELS, then restart.")
+        notices += [f"Model {d.name} is untrained: its scores are meaningless and only show that the app works."
+                    for d in self.detectors if not d.deepfake.trained]
+        return notices
+
+    def _require_models(self) -> Ensemble:
+        if self.ensemble is None:
+            raise NoModelError("No detection model is installed on this server, so nothing can be checked.")
+        return self.ensemble
+
+    def detect(self, image: ImageInput, name: str = "image") -> dict[str, Any]:
+        """The ensemble's verdict and each model's score for one image; raises `ImageError` for a bad image."""
+        result = self._require_models().predict([image], [name])[0]
+        if result.error:
+            raise ImageError(result.error)
+        return self._result_json(result)
+
+    def _result_json(self, result: EnsembleResult) -> dict[str, Any]:
+        ensemble = self._require_models()
+        probability = result.ensemble.fake_probability
+        detectors = {d.name: d for d in self.detectors}
+        return {
+            "verdict": verdict_for(probability, ensemble.threshold),
+            "fake_probability": probability,
+            "threshold": ensemble.threshold,
+            "inconclusive": abs(probability - ensemble.threshold) < self.inconclusive_margin,
+            "face_found": result.ensemble.face_found,
+            "faces": [{"face": f.face, "box": list(f.box), "fake_probability": f.fake_probability,
+                       "verdict": f.verdict} for f in result.ensemble.faces if f.face is not None],
+            "models": {name: _model_json(score, detectors[name]) for name, score in result.members.items()},
+        }
+
+    def detect_batch(self, images: Sequence[NamedImage],
+                     report: Callable[[int, int], None] | None = None) -> tuple[list[str], list[list[Any]]]:
+        """Column names and one row per scored face (or per unreadable file), reporting progress per chunk."""
+        ensemble = self._require_models()
+        columns = ["file", "face", *[d.name for d in self.detectors], ENSEMBLE_NAME, "verdict", "note"]
+        rows: list[list[Any]] = []
+        for start in range(0, len(images), BATCH_CHUNK):
+            chunk = images[start:start + BATCH_CHUNK]
+            for result in ensemble.predict([i.data for i in chunk], [i.name for i in chunk]):
+                rows.extend(self._batch_rows(result))
+            if report:
+                report(start + len(chunk), len(images))
+        return columns, rows
+
+    def _batch_rows(self, result: EnsembleResult) -> list[list[Any]]:
+        name = result.ensemble.name
+        if result.error:
+            return [[name, "", *[None] * len(self.detectors), None, "error", result.error]]
+        threshold = self._require_models().threshold
+        rows = []
+        for index, face in enumerate(result.ensemble.faces):
+            members = [_face_probability(result.members[d.name], index, len(result.ensemble.faces))
+                       for d in self.detectors]
+            inconclusive = abs(face.fake_probability - threshold) < self.inconclusive_margin
+            note = "; ".join(n for n, on in (("no face found, whole image scored", face.face is None),
+                                             ("inconclusive", inconclusive)) if on)
+            label = "whole image" if face.face is None else face.face + 1
+            rows.append([name, label, *members, round(face.fake_probability, 4), face.verdict, note])
+        return rows
+
+    def models(self) -> dict[str, Any]:
+        """Metadata of every model (config and card) and of the ensemble, as JSON."""
+        return {
+            "models": [self._model_metadata(d) for d in self.detectors],
+            "ensemble": {"threshold": self.ensemble.threshold if self.ensemble else None,
+                         "members": [d.name for d in self.detectors]},
+            "notices": self.notices(),
+        }
+
+    def _model_metadata(self, detector: Detector) -> dict[str, Any]:
+        card_data, card_body = self.cards.get(detector.name, ({}, ""))
+        deepfake = detector.deepfake
+        return {
+            "name": detector.name, "revision": detector.revision, "architecture": detector.config["architecture"],
+            "trained": deepfake.trained, "threshold": deepfake.threshold, "preprocessing": deepfake.preprocessing,
+            "face_crop": asdict(deepfake.face_crop), "training_data": deepfake.training_data,
+            "metrics": deepfake.metrics, "license": card_data.get("license"),
+            "model_index": card_data.get("model-index", []), "card": card_body,
+        }
+
+    def explain(self, image: ImageInput, max_regions: int) -> dict[str, list[RegionExplanation]]:
+        """Grad-CAM and spectrum pictures of the largest faces, for every model."""
+        rgb = load_image(image)
+        return {name: explainer.explain(rgb, max_regions) for name, explainer in self.explainers.items()}
+
+
+def _model_json(score: ImageScore, detector: Detector) -> dict[str, Any]:
+    """One model's score of an image: its most fake face, judged against the model's own threshold."""
+    return {"fake_probability": score.fake_probability, "verdict": verdict_for(score.fake_probability, detector.threshold),
+            "threshold": detector.threshold, "revision": detector.revision, "trained": detector.deepfake.trained}
+
+
+def _face_probability(score: ImageScore, index: int, ensemble_faces: int) -> float:
+    """A member's P(fake) for face `index`, or its image-level score when the members cropped differently."""
+    aligned = len(score.faces) == ensemble_faces
+    return round(score.faces[index].fake_probability if aligned else score.fake_probability, 4)

@@ -1,0 +1,165 @@
+"""The Gradio app: handlers (the only place errors become `gr.Error`), then the gr.Blocks layout, then the events.
+
+`/detect` returns only JSON; the Detect tab's pictures come from a chained private event that reuses the image
+bytes kept in session state, so API callers pay for none of them. Uploaded files are deleted by the handler
+that reads them.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+import pandas as pd
+from gradio.processing_utils import save_bytes_to_cache
+from gradio.utils import get_upload_folder
+
+from hub_utils.images import ImageError, load_image
+from hub_utils.model_folder import ModelFolderError
+
+from . import render
+from .config import SpaceConfig
+from .service import DetectorService, NoModelError
+from .uploads import UploadError, take_batch, take_upload
+
+SPACE_DIR = Path(__file__).resolve().parent
+EXAMPLES_DIR = SPACE_DIR / "examples"
+ABOUT_FILE = SPACE_DIR / "about.md"
+IMAGE_STATE_SECONDS = 300  # how long the image bytes wait in session state for the pictures event
+TITLE = "Deepfake face-image detector"
+
+
+@contextmanager
+def readable_errors() -> Iterator[None]:
+    """Known failures become a gr.Error with their sentence; the server keeps serving."""
+    try:
+        yield
+    except (ImageError, UploadError, NoModelError, ModelFolderError) as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+class Handlers:
+    """Event handlers bound to one service and its limits."""
+
+    def __init__(self, service: DetectorService, config: SpaceConfig) -> None:
+        self.service = service
+        self.config = config
+
+    def detect(self, upload: dict[str, Any] | None) -> tuple[dict[str, Any], bytes]:
+        """One image (a Gradio file payload) -> the JSON result; the bytes go on to the pictures event."""
+        if not upload or not upload.get("path"):
+            raise gr.Error("Add a photo first: upload one, take one with the webcam, or paste one.")
+        with readable_errors():
+            data = take_upload(upload["path"], self.config.max_upload_bytes)
+            return self.service.detect(data, upload.get("orig_name") or Path(upload["path"]).name), data
+
+    def pictures(self, data: bytes | None, result: dict[str, Any]) -> list[Any]:
+        """Verdict text, face boxes, each model's label and its Grad-CAM/spectrum pictures; clears the state."""
+        if data is None:
+            raise gr.Error("The photo is no longer held on the server; run Detect again.")
+        with readable_errors():
+            image = load_image(data)
+            explanations = self.service.explain(image, self.config.explained_regions)
+        labels = [render.label_value(result["models"][d.name]) for d in self.service.detectors]
+        views = [render.explanations_html(explanations[d.name]) for d in self.service.detectors]
+        return [render.verdict_markdown(result), render.faces_html(image, result), *labels, *views, None]
+
+    def detect_batch(self, uploads: list[dict[str, Any]] | None,
+                     progress: gr.Progress = gr.Progress()) -> tuple[pd.DataFrame, str]:
+        """Many images or zips (Gradio file payloads) -> one row per face, and the same table as a CSV file."""
+        with readable_errors():
+            paths = [upload["path"] for upload in uploads or [] if upload.get("path")]
+            images = take_batch(paths, self.config.max_batch_files, self.config.max_upload_bytes,
+                                self.config.max_batch_bytes)
+            progress((0, len(images)), desc="Scoring", unit="images")
+            columns, rows = self.service.detect_batch(
+                images, lambda done, total: progress((done, total), desc="Scoring", unit="images"))
+        table = pd.DataFrame(rows, columns=columns)
+        csv_path = save_bytes_to_cache(table.to_csv(index=False).encode(), "deepfake_scores.csv", get_upload_folder())
+        return table, csv_path
+
+    def models(self) -> dict:
+        """Metadata of the models this server runs: thresholds, metrics, training data, terms and cards."""
+        return self.service.models()
+
+
+def _detect_tab(handlers: Handlers) -> dict[str, Any]:
+    """Layout of the Detect tab; returns the components the events need."""
+    detectors = handlers.service.detectors
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = gr.Image(label="Face photo", type="filepath", sources=["upload", "webcam", "clipboard"],
+                             height=360)
+            button = gr.Button("Detect", variant="primary")
+            examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
+            gr.Examples(examples, inputs=image, label="Examples")
+        with gr.Column(scale=1):
+            verdict = gr.Markdown()
+            faces = gr.HTML()
+            with gr.Accordion("API response (JSON)", open=False):
+                result = gr.JSON(label="/detect result")
+    with gr.Row():
+        labels, views = [], []
+        for detector in detectors:
+            untrained = "" if detector.deepfake.trained else " (untrained)"
+            with gr.Column(min_width=240):
+                labels.append(gr.Label(label=f"{detector.name}{untrained}", num_top_classes=2))
+                views.append(gr.HTML())
+    return {"image": image, "button": button, "verdict": verdict, "faces": faces, "result": result,
+            "labels": labels, "views": views}
+
+
+def _batch_tab(config: SpaceConfig) -> dict[str, Any]:
+    gr.Markdown(f"Up to {config.max_batch_files} images, as files or zip archives "
+                f"(each upload up to {config.max_upload_bytes / 1e6:.0f} MB). One row per face.")
+    files = gr.File(label="Images or zips", file_count="multiple", file_types=["image", ".zip"], type="filepath")
+    button = gr.Button("Score all", variant="primary")
+    table = gr.Dataframe(label="Scores (probability that the face is fake)", interactive=False, wrap=True)
+    csv = gr.File(label="CSV download", interactive=False)
+    return {"files": files, "button": button, "table": table, "csv": csv}
+
+
+def _models_tab(service: DetectorService) -> None:
+    metadata = service.models()
+    if not metadata["models"]:
+        gr.Markdown("No model is installed.")
+    if len(metadata["models"]) > 1:
+        gr.Markdown(f"The ensemble averages the models' P(fake) face by face and calls it fake at or above "
+                    f"**{metadata['ensemble']['threshold']}**.")
+    for model in metadata["models"]:
+        with gr.Accordion(model["name"], open=len(metadata["models"]) == 1):
+            gr.Markdown(render.model_markdown(model))
+
+
+def build_demo(service: DetectorService, config: SpaceConfig) -> gr.Blocks:
+    """The whole app: layout, events with named API endpoints, and the queue."""
+    handlers = Handlers(service, config)
+    gr.set_static_paths([EXAMPLES_DIR])
+    with gr.Blocks(title=TITLE, delete_cache=(600, 600)) as demo:
+        gr.Markdown(f"# {TITLE}\nChecks whether a photo of a face was made by a generator. "
+                    "See **About** for what it can and cannot tell.")
+        if service.notices():
+            gr.Markdown(render.notices_markdown(service.notices()))
+        image_bytes = gr.State(time_to_live=IMAGE_STATE_SECONDS)
+        with gr.Tab("Detect"):
+            detect = _detect_tab(handlers)
+        with gr.Tab("Batch"):
+            batch = _batch_tab(config)
+        with gr.Tab("Models"):
+            _models_tab(service)
+        with gr.Tab("About"):
+            gr.Markdown(ABOUT_FILE.read_text())
+
+        detect["button"].click(
+            handlers.detect, detect["image"], [detect["result"], image_bytes], api_name="detect", preprocess=False,
+        ).success(
+            handlers.pictures, [image_bytes, detect["result"]],
+            [detect["verdict"], detect["faces"], *detect["labels"], *detect["views"], image_bytes],
+            api_visibility="private", concurrency_limit=1, concurrency_id="pictures",
+        )
+        batch["button"].click(handlers.detect_batch, batch["files"], [batch["table"], batch["csv"]],
+                              api_name="detect_batch", preprocess=False, concurrency_limit=1, concurrency_id="batch")
+        gr.api(handlers.models, api_name="models")
+    demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
+    return demo

@@ -1,0 +1,328 @@
+"""Tests for the Space: settings, uploads, the service and handlers without a server, then `python app.py` as a real
+server in a subprocess, called through gradio_client."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import gradio as gr
+import httpx
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from hub_utils.detector import load_detector
+from hub_utils.images import ImageError
+from hub_utils.model_folder import DeepfakeConfig, save_model_folder
+from space import render
+from space.config import SpaceConfig, SpaceConfigError, load_space_config
+from space.service import DetectorService, NoModelError
+from space.ui import Handlers, build_demo
+from space.uploads import UploadError, take_batch, take_upload
+from training.backbone import create_backbone
+
+REPO = Path(__file__).resolve().parents[1]
+ASTRONAUT = REPO / "space" / "examples" / "astronaut.jpg"
+NO_FACE = REPO / "space" / "examples" / "synthetic_no_face.jpg"
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1",
+               "GRADIO_ANALYTICS_ENABLED": "False", "NO_ALBUMENTATIONS_UPDATE": "1"}
+CARD = "---\nlicense: cc-by-nc-sa-4.0\n---\n# Tiny test model\n\n| generator | accuracy |\n|---|---|\n| stylegan | 0.91 |\n"
+
+
+def make_model_folder(folder: Path, seed: int, preprocessing: str = "resize", trained: bool = False) -> Path:
+    """A tiny timm model (64 px) with a random head, so scores vary from image to image."""
+    model = create_backbone("test_efficientnet", "none", 64)
+    head = model.get_classifier()
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(seed)))
+    return save_model_folder(model, folder, DeepfakeConfig(preprocessing=preprocessing, trained=trained), CARD)
+
+
+def image_bytes(image: Image.Image, fmt: str = "JPEG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def astronaut_variant(index: int) -> bytes:
+    """The astronaut with one pixel changed: a different picture (and upload) with the same face."""
+    pixels = np.asarray(Image.open(ASTRONAUT)).copy()
+    pixels[0, index % pixels.shape[1]] = 255 - pixels[0, index % pixels.shape[1]]
+    return image_bytes(Image.fromarray(pixels), "PNG")
+
+
+def huge_png_header() -> bytes:
+    """A 1x1 PNG whose header claims 12000x12000 pixels: refused before any pixel is decoded."""
+    data = bytearray(image_bytes(Image.new("RGB", (1, 1)), "PNG"))
+    data[16:24] = (12000).to_bytes(4, "big") * 2
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def model_folders(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("models")
+    return [make_model_folder(root / "tiny-resize", 0), make_model_folder(root / "tiny-tile", 1, "tile")]
+
+
+@pytest.fixture(scope="module")
+def service(model_folders) -> DetectorService:
+    return DetectorService.from_sources([str(f) for f in model_folders])
+
+
+@pytest.fixture
+def upload_dir(tmp_path, monkeypatch) -> Path:
+    """Gradio's upload folder for this test; files in it count as uploads."""
+    folder = tmp_path / "gradio"
+    folder.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
+    return folder
+
+
+def put_upload(upload_dir: Path, name: str, data: bytes) -> Path:
+    path = upload_dir / f"hash{len(list(upload_dir.iterdir()))}" / name
+    path.parent.mkdir()
+    path.write_bytes(data)
+    return path
+
+
+# settings ---------------------------------------------------------------------------------------------------------
+
+def test_settings_file_then_environment(tmp_path, monkeypatch):
+    monkeypatch.setattr("space.config.REPO_ROOT", tmp_path)
+    (tmp_path / "models" / "a").mkdir(parents=True)
+    settings = tmp_path / "models.json"
+    settings.write_text(json.dumps({"models": ["models/a", "owner/name@v1"], "max_batch_files": 5}))
+    config = load_space_config(settings, environ={})
+    assert config.models == [str(tmp_path / "models" / "a"), "owner/name@v1"] and config.max_batch_files == 5
+    config = load_space_config(settings, environ={"DEEPFAKE_MODELS": "/abs/x, owner/y "})
+    assert config.models == ["/abs/x", "owner/y"] and config.max_batch_files == 5
+
+
+def test_settings_refuse_unknown_keys(tmp_path):
+    settings = tmp_path / "models.json"
+    settings.write_text(json.dumps({"modles": ["a"]}))
+    with pytest.raises(SpaceConfigError, match="unknown settings modles"):
+        load_space_config(settings, environ={})
+
+
+# uploads ----------------------------------------------------------------------------------------------------------
+
+def test_upload_is_deleted_after_reading_but_examples_stay(upload_dir):
+    path = put_upload(upload_dir, "face.jpg", b"abc")
+    assert take_upload(path) == b"abc"
+    assert not path.exists() and not path.parent.exists()
+    assert take_upload(ASTRONAUT) == ASTRONAUT.read_bytes() and ASTRONAUT.exists()
+    with pytest.raises(UploadError, match="no longer on the server"):
+        take_upload(path)
+
+
+def test_batch_expands_zips_and_enforces_limits(upload_dir):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("faces/a.jpg", ASTRONAUT.read_bytes())
+        bundle.writestr("faces/.hidden", b"x")
+        bundle.writestr("notes.txt", b"not an image")
+    paths = [put_upload(upload_dir, "set.zip", archive.getvalue()), put_upload(upload_dir, "b.jpg", b"jpeg")]
+    images = take_batch(paths, max_files=3, max_file_bytes=10**6, max_total_bytes=10**6)
+    assert [i.name for i in images] == ["set.zip/faces/a.jpg", "set.zip/notes.txt", "b.jpg"]
+    assert not any(p.exists() for p in paths)
+    too_many = [put_upload(upload_dir, f"{i}.jpg", b"x") for i in range(3)]
+    with pytest.raises(UploadError, match="at most 2 images"):
+        take_batch(too_many, max_files=2, max_file_bytes=10**6, max_total_bytes=10**6)
+    assert not any(p.exists() for p in too_many)
+    with pytest.raises(UploadError, match="not a readable zip"):
+        take_batch([put_upload(upload_dir, "bad.zip", b"PK no zip")], 5, 10**6, 10**6)
+
+
+# service and handlers without a server ------------------------------------------------------------------------------
+
+def test_detect_reports_each_model_as_its_detector_scores(service, model_folders):
+    result = service.detect(ASTRONAUT.read_bytes(), "astronaut.jpg")
+    assert set(result) == {"verdict", "fake_probability", "threshold", "inconclusive", "face_found", "faces", "models"}
+    assert result["face_found"] and len(result["faces"]) == 1
+    x0, y0, x1, y1 = result["faces"][0]["box"]
+    assert 150 < x0 < x1 < 300 and 30 < y0 < y1 < 200  # the astronaut's face in the 512x512 picture
+    own = {f.name: load_detector(f).predict([ASTRONAUT])[0].fake_probability for f in model_folders}
+    assert {n: m["fake_probability"] for n, m in result["models"].items()} == pytest.approx(own, abs=1e-6)
+    assert result["fake_probability"] == pytest.approx(np.mean(list(own.values())), abs=1e-6)
+    assert result["verdict"] == ("fake" if result["fake_probability"] >= result["threshold"] else "real")
+    assert all(m["revision"] == "local" and m["threshold"] == 0.5 and not m["trained"]
+               for m in result["models"].values())
+
+
+def test_detect_without_face_scores_the_whole_image(service):
+    result = service.detect(NO_FACE.read_bytes(), "pattern.jpg")
+    assert not result["face_found"] and result["faces"] == []
+    assert 0.0 <= result["fake_probability"] <= 1.0
+
+
+def test_bad_images_raise_readable_errors(service):
+    for data, message in [(b"hello", "not an image"), (ASTRONAUT.read_bytes()[:3000], "truncated"),
+                          (image_bytes(Image.new("RGB", (8, 8)), "PNG"), "at least 32 px"),
+                          (huge_png_header(), "too many pixels")]:
+        with pytest.raises(ImageError, match=message):
+            service.detect(data, "upload")
+
+
+def test_no_model_installed_still_builds_and_says_so(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    service = DetectorService.from_sources([str(broken)])
+    assert any("could not be loaded" in n for n in service.notices())
+    assert any("No detection model is installed" in n for n in service.notices())
+    with pytest.raises(NoModelError):
+        service.detect(ASTRONAUT.read_bytes())
+    assert isinstance(build_demo(service, SpaceConfig(models=[])), gr.Blocks)
+
+
+def test_handlers_turn_errors_into_sentences_and_delete_uploads(service, upload_dir):
+    handlers = Handlers(service, SpaceConfig(models=[]))
+    bad = put_upload(upload_dir, "notes.jpg", b"plain text")
+    with pytest.raises(gr.Error, match="not an image file"):
+        handlers.detect({"path": str(bad), "orig_name": "notes.jpg"})
+    assert not bad.exists()
+    with pytest.raises(gr.Error, match="Add a photo first"):
+        handlers.detect(None)
+
+
+def test_pictures_are_inline_and_never_written_to_disk(service, upload_dir):
+    handlers = Handlers(service, SpaceConfig(models=[]))
+    result, data = handlers.detect({"path": str(put_upload(upload_dir, "a.jpg", ASTRONAUT.read_bytes()))})
+    verdict, faces, *rest = handlers.pictures(data, result)
+    labels, views, cleared = rest[:2], rest[2:4], rest[4]
+    assert "## " in verdict and "Untrained models" in verdict and cleared is None
+    assert labels[0]["fake"] == pytest.approx(result["models"]["tiny-resize"]["fake_probability"])
+    assert faces.count("data:image/jpeg;base64,") == 1
+    assert all(v.count("<figure") == 2 and "face 1: where the model looked" in v and "face 1: frequency spectrum" in v
+               for v in views)
+    assert [p for p in upload_dir.rglob("*") if p.is_file()] == []
+
+
+def test_verdict_words_and_model_page():
+    result = {"verdict": "real", "fake_probability": 0.45, "threshold": 0.5, "inconclusive": True,
+              "face_found": False, "faces": [], "models": {"m": {"trained": True, "fake_probability": 0.45}}}
+    text = render.verdict_markdown(result)
+    assert "Inconclusive" in text and "whole picture was scored" in text and "Untrained" not in text
+    decided = render.verdict_markdown({**result, "fake_probability": 0.1, "inconclusive": False})
+    assert "Probably real" in decided and "90% confidence" in decided
+
+
+def test_models_metadata_and_card(service):
+    metadata = service.models()
+    assert [m["name"] for m in metadata["models"]] == ["tiny-resize", "tiny-tile"]
+    page = render.model_markdown(metadata["models"][0])
+    assert "decision threshold | 0.5" in page and "cc-by-nc-sa-4.0" in page and "| stylegan | 0.91 |" in page
+    assert "license:" not in page and "untrained" in page
+
+
+# the real server --------------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(model_folders, tmp_path_factory):
+    """`python app.py` with the test models, its own port and upload folder; yields (url, upload folder)."""
+    temp_dir = tmp_path_factory.mktemp("gradio_uploads")
+    port = free_port()
+    env = {**os.environ, **OFFLINE_ENV, "DEEPFAKE_MODELS": ",".join(map(str, model_folders)),
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_TEMP_DIR": str(temp_dir)}
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail(f"app.py did not start:\n{process.stdout.read()[-3000:]}")
+    yield url, temp_dir
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def client(server, tmp_path) -> Client:
+    return Client(server[0], verbose=False, download_files=str(tmp_path))
+
+
+def test_server_lists_named_endpoints_only(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/detect", "/detect_batch", "/models"}
+
+
+def test_detect_over_http_matches_the_service(client, service):
+    result = client.predict(handle_file(str(ASTRONAUT)), api_name="/detect")
+    expected = service.detect(ASTRONAUT.read_bytes())
+    assert result["fake_probability"] == pytest.approx(expected["fake_probability"], abs=1e-6)
+    assert {n: m["fake_probability"] for n, m in result["models"].items()} == pytest.approx(
+        {n: m["fake_probability"] for n, m in expected["models"].items()}, abs=1e-6)
+    assert result["faces"][0]["box"] == expected["faces"][0]["box"] and result["verdict"] == expected["verdict"]
+
+
+def test_bad_call_then_good_call(client, tmp_path):
+    cases = [("notes.jpg", b"hello", "not an image file"),
+             ("cut.jpg", ASTRONAUT.read_bytes()[:3000], "truncated or corrupt"),
+             ("tiny.png", image_bytes(Image.new("RGB", (8, 8)), "PNG"), "at least 32 px"),
+             ("huge.png", huge_png_header(), "too many pixels")]
+    for name, data, message in cases:
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(AppError, match=message):
+            client.predict(handle_file(str(path)), api_name="/detect")
+    assert client.predict(handle_file(str(ASTRONAUT)), api_name="/detect")["verdict"] in {"real", "fake"}
+
+
+def test_no_image_file_remains_after_detect_calls(server, tmp_path):
+    url, temp_dir = server
+    paths = []
+    for index in range(4):
+        paths.append(tmp_path / f"variant_{index}.png")
+        paths[-1].write_bytes(astronaut_variant(index))
+    clients = [Client(url, verbose=False, download_files=str(tmp_path / "downloads")) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda i: clients[i % 2].predict(handle_file(str(paths[i])), api_name="/detect"),
+                                range(len(paths))))
+    assert all(r["face_found"] for r in results)
+    left = [p for p in Path(temp_dir).rglob("*") if p.is_file() and p.suffix.lower() in {".png", ".jpg", ".jpeg",
+                                                                                          ".webp"}]
+    assert left == []
+
+
+def test_batch_and_models_over_http(client, tmp_path):
+    archive = tmp_path / "set.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("x/astronaut.jpg", ASTRONAUT.read_bytes())
+        bundle.writestr("x/broken.jpg", b"nope")
+    table, csv_path = client.predict([handle_file(str(ASTRONAUT)), handle_file(str(NO_FACE)), handle_file(str(archive))],
+                                     api_name="/detect_batch")
+    assert table["headers"] == ["file", "face", "tiny-resize", "tiny-tile", "ensemble", "verdict", "note"]
+    rows = {(row[0], row[1]): row for row in table["data"]}
+    assert set(rows) == {("astronaut.jpg", 1), ("synthetic_no_face.jpg", "whole image"), ("set.zip/x/astronaut.jpg", 1),
+                         ("set.zip/x/broken.jpg", "")}
+    assert rows[("astronaut.jpg", 1)][2:5] == rows[("set.zip/x/astronaut.jpg", 1)][2:5]
+    assert rows[("set.zip/x/broken.jpg", "")][5] == "error"
+    assert Path(csv_path).read_text().splitlines()[0] == "file,face,tiny-resize,tiny-tile,ensemble,verdict,note"
+    metadata = client.predict(api_name="/models")
+    assert [m["threshold"] for m in metadata["models"]] == [0.5, 0.5] and metadata["ensemble"]["threshold"] == 0.5
+    assert any("untrained" in notice for notice in metadata["notices"])
