@@ -179,6 +179,22 @@ def test_hub_datasets_are_mapped(monkeypatch, feature, values, expected):
     assert ds[1]["image"].size == (64, 64)
 
 
+def test_hub_streaming_is_mapped(monkeypatch):
+    hub = datasets.Dataset.from_dict({"image": [smooth_image(1), smooth_image(2)], "label": ["fake", "real"]},
+                                     features=datasets.Features({"image": datasets.Image(),
+                                                                 "label": datasets.Value("string")}))
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: hub.to_iterable_dataset())
+    rows = list(load_source("user/faces", streaming=True))
+    assert [(r["label"], r["path"], r["image"].size) for r in rows] == [(1, "user/faces/0", (64, 64)),
+                                                                         (0, "user/faces/1", (64, 64))]
+
+
+def test_challenge_zips_stream(tmp_path: Path):
+    rows = list(load_source(str(make_challenge(tmp_path / "challenge")), streaming=True))
+    assert [r["label"] for r in rows] == [0, 0, 1, 1, 1]
+    assert rows[0]["image"].size == (64, 64)
+
+
 def test_hub_string_label_that_is_not_real_or_fake_raises(monkeypatch):
     hub = datasets.Dataset.from_dict({"image": [smooth_image(1)], "label": ["cat"]},
                                      features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("string")}))

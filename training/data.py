@@ -266,10 +266,7 @@ def _standardize(dataset: datasets.Dataset | datasets.IterableDataset, source: s
                 "generator": generator or UNKNOWN, "source": source, "path": path, "group": path}
 
     raw = dataset.cast_column(image_column, datasets.Image(decode=False))
-    raw_features = FEATURES.copy()
-    raw_features["image"] = datasets.Image(decode=False)
-    mapped = raw.map(to_row, with_indices=True, remove_columns=list(features), features=raw_features)
-    return mapped.cast_column("image", datasets.Image())
+    return raw.map(to_row, with_indices=True, remove_columns=list(features)).cast(FEATURES)
 
 
 def _load_hub(source: str, streaming: bool) -> datasets.Dataset | datasets.IterableDataset:
