@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from .faces import Face, FaceFinder, FaceSettings, face_regions
-from .hub import resolve_model_source
+from .hub import resolve_model_source, split_revision
 from .images import ImageError, ImageInput, load_image
 from .model_folder import FAKE_INDEX, DeepfakeConfig, load_model
 from .preprocess import build_preprocess
@@ -144,5 +144,5 @@ def load_detector(source: str | Path, face_finder: FaceFinder | None = None) -> 
     """A detector from a local model folder or a Hub id (`owner/name[@revision]`)."""
     folder, revision = resolve_model_source(source)
     model, config, deepfake = load_model(folder)
-    name = str(source) if revision != "local" else Path(folder).resolve().name
+    name = split_revision(str(source))[0] if revision != "local" else Path(folder).resolve().name
     return Detector(model, config, deepfake, name, revision, face_finder)

@@ -1,0 +1,77 @@
+"""Publish a model folder to the Hugging Face Hub (safetensors only), as timm and huggingface_hub do:
+stage the exact files in a temporary folder, then `create_repo` + `upload_folder`.
+
+    python -m hub_utils.push models/effnet-lite0-resize192 your-name/deepfake-lite0 [--private] [--revision R]
+
+Pull it back with `load_detector("your-name/deepfake-lite0@R")`, `timm.create_model("hf-hub:...")` or transformers.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
+
+from .model_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, ModelFolderError, load_model
+
+PLOT_SUFFIX = ".png"
+EXTRA_FILES = ("evaluation.json", "train_config.json", "training_log.jsonl")
+
+
+def files_to_push(folder: Path) -> list[Path]:
+    """The files a published model holds: config, safetensors weights, card, its plots and records."""
+    load_model(folder)  # refuses malformed folders and pickle-only weights before anything is sent
+    if not (folder / CARD_NAME).is_file():
+        raise ModelFolderError(f"{folder}: no README.md model card; write one with hub_utils.card.write_model_card.")
+    names = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, *EXTRA_FILES]
+    files = [folder / name for name in names if (folder / name).is_file()]
+    return files + sorted(folder.glob(f"*{PLOT_SUFFIX}"))
+
+
+def stage(folder: Path, destination: Path) -> list[str]:
+    """Copy the files to push into `destination`; returns their names."""
+    names = []
+    for path in files_to_push(folder):
+        shutil.copy2(path, destination / path.name)
+        names.append(path.name)
+    return names
+
+
+def push_folder(folder: Path, repo_id: str, private: bool = False, revision: str | None = None,
+                commit_message: str = "Upload deepfake detector", api: HfApi | None = None) -> str:
+    """Create the repo if needed and upload the staged folder; returns the commit URL."""
+    api = api or HfApi()
+    with tempfile.TemporaryDirectory() as tmp:
+        stage(Path(folder), Path(tmp))
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.upload_folder(folder_path=tmp, repo_id=repo_id, revision=revision, commit_message=commit_message)
+    return str(commit)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hub_utils.push", description="Publish a model folder to the Hub.")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("repo_id", help="owner/name")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--revision", help="branch to push to (created if missing)")
+    args = parser.parse_args(argv)
+    try:
+        print(push_folder(args.folder, args.repo_id, args.private, args.revision))
+    except ModelFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except HfHubHTTPError as error:
+        print(f"error: the Hub refused the upload: {error}. Log in with `hf auth login` (write token).", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Training end to end with a tiny backbone: trains, survives kill -9 and resumes, calibrates, writes a model
+folder that timm and transformers load, and evaluates through the one inference path."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from hub_utils import load_detector
+from tests.conftest import REPO_ROOT
+
+
+def write_generated_tree(root: Path, per_class: int = 24, size: int = 64) -> Path:
+    """Reals: smooth noise. Fakes: half-resolution noise upsampled by nearest neighbour (a GAN-like 2x2 trace)."""
+    rng = np.random.default_rng(0)
+    for label, generator in (("real", "camera"), ("fake", "upsampler")):
+        folder = root / label / generator
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            if label == "real":
+                image = Image.fromarray(rng.integers(0, 255, (size // 4, size // 4, 3), dtype=np.uint8)).resize(
+                    (size, size), Image.BICUBIC)
+            else:
+                image = Image.fromarray(rng.integers(0, 255, (size // 2, size // 2, 3), dtype=np.uint8)).resize(
+                    (size, size), Image.NEAREST)
+            image.save(folder / f"{i:03d}.png")
+    return root
+
+
+def write_config(path: Path, data: list[str], output: Path, cache: Path, **overrides) -> Path:
+    config = {"backbone": "test_efficientnet", "pretrained": "none", "data": data, "output": str(output),
+              "epochs": 3, "image_size": 64, "batch_size": 8, "num_workers": 0, "max_steps_per_epoch": 3,
+              "face_cache": str(cache), "patience": 5, "lr": 0.003, **overrides}
+    path.write_text(json.dumps(config))
+    return path
+
+
+def run_training(config: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training.train", "--config", str(config), *extra],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_generated_tree(tmp_path_factory.mktemp("generated"))
+
+
+@pytest.mark.slow
+def test_kill_and_resume_then_a_complete_model_folder(generated: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    config = write_config(tmp_path / "config.json", [str(generated)], output, tmp_path / "faces", max_steps_per_epoch=6)
+    process = subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(config)], cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    state = output / "checkpoint" / "state.pt"
+    deadline = time.time() + 240
+    while not state.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert state.exists(), "no checkpoint appeared"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    epochs_before = [json.loads(line)["epoch"] for line in (output / "training_log.jsonl").read_text().splitlines()]
+    assert epochs_before and epochs_before[-1] < 3
+    refused = run_training(config)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    resumed = run_training(config, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming after epoch {epochs_before[-1]}" in resumed.stdout + resumed.stderr
+    epochs = [json.loads(line)["epoch"] for line in (output / "training_log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    assert not (output / "checkpoint").exists()
+    assert {"config.json", "model.safetensors", "README.md", "training_curves.png", "train_config.json"} <= {
+        p.name for p in output.iterdir()}
+    card = (output / "README.md").read_text()
+    assert "model-index" in card and "balanced_accuracy" in card and "license: cc-by-nc-sa-4.0" in card
+
+
+@pytest.mark.slow
+def test_trained_folder_scores_the_same_everywhere(generated: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    done = run_training(write_config(tmp_path / "config.json", [str(generated)], output, tmp_path / "faces", epochs=2))
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((output / "config.json").read_text())
+    deepfake = config["deepfake"]
+    assert 0 < deepfake["threshold"] < 1 and deepfake["temperature"] > 0
+    validation = deepfake["metrics"]["validation_neutral"]
+    assert {"ece_before", "ece_after", "balanced_accuracy", "roc_auc"} <= set(validation)
+    assert deepfake["training_data"]["splits"]["train"]
+    image = Image.open(next((generated / "fake" / "upsampler").iterdir())).convert("RGB")
+    detector = load_detector(output)
+    ours = detector.predict([image])[0]
+    assert ours.faces[0].face is None  # no face in generated noise: the whole image is scored
+    model = timm.create_model(f"local-dir:{output}", pretrained=True).eval()
+    transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))
+    with torch.no_grad():
+        bare = model(transform(image).unsqueeze(0)).softmax(1)[0, 1].item()
+    assert ours.fake_probability == pytest.approx(bare, abs=1e-5)
+    from transformers import pipeline
+
+    piped = {r["label"]: r["score"] for r in pipeline("image-classification", model=str(output))(image)}
+    assert piped["fake"] == pytest.approx(bare, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_trains_on_real_faces(faces_dir: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "faces"
+    for source, label, generator, count in (("zoya2244_140k_subset", "real", "ffhq", 12),
+                                            ("zoya2244_140k_subset", "fake", "stylegan", 12)):
+        target = tree / label / generator
+        target.mkdir(parents=True)
+        for path in sorted((faces_dir / source / label / generator).iterdir())[:count]:
+            shutil.copy(path, target / path.name)
+    output = tmp_path / "run"
+    done = run_training(write_config(tmp_path / "config.json", [str(tree)], output, tmp_path / "cache", epochs=1,
+                                     max_steps_per_epoch=2, augment={"mode": "crop"}))
+    assert done.returncode == 0, done.stderr[-3000:]
+    detector = load_detector(output)
+    assert detector.deepfake.preprocessing == "crop"
+    result = detector.predict([next((tree / "real" / "ffhq").iterdir())])[0]
+    assert result.face_found and 0.0 <= result.fake_probability <= 1.0
+
+
+def test_offline_hub_weights_fail_at_once_naming_the_choices(tmp_path: Path, generated: Path) -> None:
+    config = write_config(tmp_path / "config.json", [str(generated)], tmp_path / "run", tmp_path / "faces",
+                          pretrained="hub")
+    done = subprocess.run([sys.executable, "-m", "training.train", "--config", str(config)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "HF_HUB_OFFLINE=1" in done.stderr and "packaged" in done.stderr and "none" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_config_keys_are_refused(tmp_path: Path, generated: Path) -> None:
+    config = write_config(tmp_path / "config.json", [str(generated)], tmp_path / "run", tmp_path / "faces",
+                          learning_rate=0.1)
+    done = run_training(config)
+    assert done.returncode == 2 and "learning_rate" in done.stderr
