@@ -78,7 +78,7 @@ class GradCamExplainer:
         regions = self.detector.regions(image)[:max_regions]
         probabilities = self.detector.score_regions([region for region, _ in regions])
         explanations = []
-        for (region, face), probability in zip(regions, probabilities):
+        for (region, face), probability in zip(regions, probabilities, strict=True):
             verdict = verdict_for(float(probability), self.detector.threshold)
             explanations.append(RegionExplanation(face, float(probability), verdict, self.looked(region, verdict),
                                                   fourier_spectrum(region)))
@@ -105,7 +105,7 @@ class GradCamExplainer:
         height, width = padded.shape[:2]
         heat, weight = np.zeros((height, width)), np.zeros((height, width))
         origins = [(y, x) for y in window_origins(height, size) for x in window_origins(width, size)]
-        for (y, x), window_map in zip(origins, maps):
+        for (y, x), window_map in zip(origins, maps, strict=True):
             heat[y:y + size, x:x + size] += window_map
             weight[y:y + size, x:x + size] += 1.0
         heat = (heat / np.maximum(weight, 1.0))[:region.height, :region.width]

@@ -15,12 +15,12 @@ from PIL import Image, ImageDraw
 
 from hub_utils.explain import RegionExplanation
 
-PREVIEW_MAX_SIDE = 640
+PREVIEW_MAX_SIDE = 512
 BOX_COLOURS = {"fake": (220, 38, 38), "real": (22, 163, 74)}
 
 
 def percent(probability: float) -> str:
-    return f"{probability:.0%}"
+    return f"{probability:.1%}"
 
 
 def verdict_markdown(result: dict[str, Any]) -> str:
@@ -62,8 +62,8 @@ def data_uri(image: Image.Image, max_side: int = PREVIEW_MAX_SIDE) -> str:
 
 
 def _figure(image: Image.Image, caption: str, max_side: int) -> str:
-    return (f'<figure style="margin:0 8px 8px 0;display:inline-block;max-width:{max_side}px">'
-            f'<img src="{data_uri(image, max_side)}" alt="{html.escape(caption)}" style="width:100%"/>'
+    return (f'<figure style="margin:0 8px 8px 0;display:inline-block;vertical-align:top;width:{max_side}px;'
+            f'max-width:100%"><img src="{data_uri(image, max_side)}" alt="{html.escape(caption)}" style="width:100%"/>'
             f'<figcaption style="font-size:0.85em">{html.escape(caption)}</figcaption></figure>')
 
 
@@ -93,7 +93,7 @@ def explanations_html(explanations: list[RegionExplanation]) -> str:
 
 
 def notices_markdown(notices: list[str]) -> str:
-    return "\n".join(f"> ⚠️ {notice}" for notice in notices)
+    return "\n".join(f"- ⚠️ {notice}" for notice in notices)
 
 
 def _table(header: tuple[str, str], rows: list[tuple[Any, Any]]) -> str:
@@ -118,7 +118,8 @@ def _eval_results(model_index: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     for entry in model_index:
         for result in entry.get("results", []):
             dataset = result.get("dataset", {}).get("name", "?")
-            rows += [(f"{dataset} / {m.get('name') or m.get('type')}", m.get("value")) for m in result.get("metrics", [])]
+            rows += [(f"{dataset} / {m.get('name') or m.get('type')}", m.get("value"))
+                     for m in result.get("metrics", [])]
     return rows
 
 

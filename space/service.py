@@ -175,7 +175,8 @@ class DetectorService:
 
 def _model_json(score: ImageScore, detector: Detector) -> dict[str, Any]:
     """One model's score of an image: its most fake face, judged against the model's own threshold."""
-    return {"fake_probability": score.fake_probability, "verdict": verdict_for(score.fake_probability, detector.threshold),
+    probability = score.fake_probability
+    return {"fake_probability": probability, "verdict": verdict_for(probability, detector.threshold),
             "threshold": detector.threshold, "revision": detector.revision, "trained": detector.deepfake.trained}
 
 

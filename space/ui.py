@@ -112,7 +112,8 @@ def _detect_tab(handlers: Handlers) -> dict[str, Any]:
 
 def _batch_tab(config: SpaceConfig) -> dict[str, Any]:
     gr.Markdown(f"Up to {config.max_batch_files} images, as files or zip archives "
-                f"(each upload up to {config.max_upload_bytes / 1e6:.0f} MB). One row per face.")
+                f"(each upload up to {config.max_upload_bytes // 2**20} MB). One row per face. Uploads are deleted "
+                "from the server once read.")
     files = gr.File(label="Images or zips", file_count="multiple", file_types=["image", ".zip"], type="filepath")
     button = gr.Button("Score all", variant="primary")
     table = gr.Dataframe(label="Scores (probability that the face is fake)", interactive=False, wrap=True)
@@ -127,8 +128,8 @@ def _models_tab(service: DetectorService) -> None:
     if len(metadata["models"]) > 1:
         gr.Markdown(f"The ensemble averages the models' P(fake) face by face and calls it fake at or above "
                     f"**{metadata['ensemble']['threshold']}**.")
-    for model in metadata["models"]:
-        with gr.Accordion(model["name"], open=len(metadata["models"]) == 1):
+    for index, model in enumerate(metadata["models"]):
+        with gr.Accordion(model["name"], open=index == 0):
             gr.Markdown(render.model_markdown(model))
 
 
@@ -158,8 +159,10 @@ def build_demo(service: DetectorService, config: SpaceConfig) -> gr.Blocks:
             [detect["verdict"], detect["faces"], *detect["labels"], *detect["views"], image_bytes],
             api_visibility="private", concurrency_limit=1, concurrency_id="pictures",
         )
-        batch["button"].click(handlers.detect_batch, batch["files"], [batch["table"], batch["csv"]],
-                              api_name="detect_batch", preprocess=False, concurrency_limit=1, concurrency_id="batch")
+        batch["button"].click(
+            handlers.detect_batch, batch["files"], [batch["table"], batch["csv"]], api_name="detect_batch",
+            preprocess=False, concurrency_limit=1, concurrency_id="batch",
+        ).success(lambda: None, None, batch["files"], api_visibility="private", queue=False)  # uploads are gone
         gr.api(handlers.models, api_name="models")
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
     return demo

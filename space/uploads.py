@@ -42,7 +42,8 @@ def take_upload(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     path = Path(path)
     try:
         if path.stat().st_size > max_bytes:
-            raise UploadError(f"{path.name} is {path.stat().st_size / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+            raise UploadError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MB; "
+                              f"the limit is {max_bytes // 2**20} MB.")
         return path.read_bytes()
     except FileNotFoundError:
         raise UploadError(f"{path.name} is no longer on the server (each upload is deleted after it is read); "
@@ -61,7 +62,7 @@ def _zip_members(data: bytes, archive: str, room: int) -> list[NamedImage]:
                 raise UploadError(f"{archive} holds {len(infos)} files; at most {room} more fit in this batch.")
             too_big = [i.filename for i in infos if i.file_size > MAX_FILE_BYTES]
             if too_big:
-                raise UploadError(f"{archive}: {too_big[0]} is over {MAX_FILE_BYTES / 1e6:.0f} MB uncompressed.")
+                raise UploadError(f"{archive}: {too_big[0]} is over {MAX_FILE_BYTES // 2**20} MB uncompressed.")
             return [NamedImage(f"{archive}/{i.filename}", bundle.read(i)) for i in infos]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as error:
         raise UploadError(f"{archive} is not a readable zip archive ({error}).") from None
@@ -82,7 +83,7 @@ def take_batch(paths: Iterable[str | Path], max_files: int, max_file_bytes: int,
             if len(images) > max_files:
                 raise UploadError(f"{len(paths)} files were uploaded; a batch holds at most {max_files} images.")
             if sum(len(image.data) for image in images) > max_total_bytes:
-                raise UploadError(f"The batch is over {max_total_bytes / 1e6:.0f} MB; split it into smaller ones.")
+                raise UploadError(f"The batch is over {max_total_bytes // 2**20} MB; split it into smaller ones.")
     finally:
         for path in paths:
             discard_upload(path)

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -23,6 +17,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from bench.load import start_app
 from hub_utils.detector import load_detector
 from hub_utils.images import ImageError
 from hub_utils.model_folder import DeepfakeConfig, save_model_folder
@@ -36,9 +31,8 @@ from training.backbone import create_backbone
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "space" / "examples" / "astronaut.jpg"
 NO_FACE = REPO / "space" / "examples" / "synthetic_no_face.jpg"
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1",
-               "GRADIO_ANALYTICS_ENABLED": "False", "NO_ALBUMENTATIONS_UPDATE": "1"}
-CARD = "---\nlicense: cc-by-nc-sa-4.0\n---\n# Tiny test model\n\n| generator | accuracy |\n|---|---|\n| stylegan | 0.91 |\n"
+CARD = ("---\nlicense: cc-by-nc-sa-4.0\n---\n# Tiny test model\n\n"
+        "| generator | accuracy |\n|---|---|\n| stylegan | 0.91 |\n")
 
 
 def make_model_folder(folder: Path, seed: int, preprocessing: str = "resize", trained: bool = False) -> Path:
@@ -80,6 +74,16 @@ def model_folders(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="module")
 def service(model_folders) -> DetectorService:
     return DetectorService.from_sources([str(f) for f in model_folders])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def app_process(model_folders, tmp_path_factory):
+    """`python app.py` with the test models, its own port and upload folder, started when the module starts, so
+    that its start-up overlaps the tests without a server; yields (app, upload folder)."""
+    temp_dir = tmp_path_factory.mktemp("gradio_uploads")
+    app = start_app([str(f) for f in model_folders], temp_dir, wait=False)
+    yield app, temp_dir
+    app.stop()
 
 
 @pytest.fixture
@@ -217,7 +221,7 @@ def test_verdict_words_and_model_page():
     text = render.verdict_markdown(result)
     assert "Inconclusive" in text and "whole picture was scored" in text and "Untrained" not in text
     decided = render.verdict_markdown({**result, "fake_probability": 0.1, "inconclusive": False})
-    assert "Probably real" in decided and "90% confidence" in decided
+    assert "Probably real" in decided and "90.0% confidence" in decided
 
 
 def test_models_metadata_and_card(service):
@@ -230,35 +234,12 @@ def test_models_metadata_and_card(service):
 
 # the real server --------------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(model_folders, tmp_path_factory):
-    """`python app.py` with the test models, its own port and upload folder; yields (url, upload folder)."""
-    temp_dir = tmp_path_factory.mktemp("gradio_uploads")
-    port = free_port()
-    env = {**os.environ, **OFFLINE_ENV, "DEEPFAKE_MODELS": ",".join(map(str, model_folders)),
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_TEMP_DIR": str(temp_dir)}
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail(f"app.py did not start:\n{process.stdout.read()[-3000:]}")
-    yield url, temp_dir
-    process.terminate()
-    process.wait(timeout=30)
+def server(app_process) -> tuple[str, Path]:
+    """The running app's (url, upload folder)."""
+    app, temp_dir = app_process
+    app.wait_until_up()
+    return app.url, temp_dir
 
 
 @pytest.fixture
@@ -314,8 +295,8 @@ def test_batch_and_models_over_http(client, tmp_path):
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("x/astronaut.jpg", ASTRONAUT.read_bytes())
         bundle.writestr("x/broken.jpg", b"nope")
-    table, csv_path = client.predict([handle_file(str(ASTRONAUT)), handle_file(str(NO_FACE)), handle_file(str(archive))],
-                                     api_name="/detect_batch")
+    files = [handle_file(str(ASTRONAUT)), handle_file(str(NO_FACE)), handle_file(str(archive))]
+    table, csv_path = client.predict(files, api_name="/detect_batch")
     assert table["headers"] == ["file", "face", "tiny-resize", "tiny-tile", "ensemble", "verdict", "note"]
     rows = {(row[0], row[1]): row for row in table["data"]}
     assert set(rows) == {("astronaut.jpg", 1), ("synthetic_no_face.jpg", "whole image"), ("set.zip/x/astronaut.jpg", 1),

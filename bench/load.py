@@ -1,0 +1,235 @@
+"""Load test of the Space's `/detect`: concurrent gradio_client clients, each sending requests one after another.
+
+Prints failures (target 0), p50/p95 latency, the server's peak memory (VmHWM of its process) and the latency of one
+request against the ensemble's own `predict` on the same image in this process (target <= 1.3x). Every request sends
+a different picture (the example face with one pixel changed), so no face-detection cache helps.
+
+    python bench/load.py                       # starts `python app.py` with the Space's configured models
+    python bench/load.py --models models/a,models/b --clients 8 --requests 50 --out bench/results/load.txt
+    python bench/load.py --url http://127.0.0.1:7860/ --pid 1234   # an app that is already running
+
+With no model configured, an untrained stand-in (tf_efficientnet_lite0 at 192 px, ImageNet weights from the pip
+package) takes the place of the default model, so that the compute per request is realistic.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from space.config import load_space_config  # noqa: E402
+
+EXAMPLE = REPO / "space" / "examples" / "astronaut.jpg"
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1",
+               "GRADIO_ANALYTICS_ENABLED": "False", "NO_ALBUMENTATIONS_UPDATE": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RunningApp:
+    """`python app.py` in a subprocess; its output goes to an unbounded temporary file, never a pipe that fills."""
+
+    process: subprocess.Popen
+    url: str
+    log: IO[str]
+
+    def output(self, tail: int = 3000) -> str:
+        self.log.seek(0)
+        return self.log.read()[-tail:]
+
+    def wait_until_up(self, timeout: float = 180.0) -> None:
+        """Return once the app answers; raise with the end of its output if it dies or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if httpx.get(self.url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"app.py did not answer on {self.url} within {timeout:.0f} s:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.log.close()
+
+
+def start_app(models: list[str], temp_dir: Path, wait: bool = True) -> RunningApp:
+    """`python app.py` serving `models` on a free localhost port with its own upload folder (with `wait`: answering)."""
+    port = free_port()
+    env = {**os.environ, **OFFLINE_ENV, "DEEPFAKE_MODELS": ",".join(models), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_TEMP_DIR": str(temp_dir)}
+    log = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               text=True)
+    app = RunningApp(process, f"http://127.0.0.1:{port}/", log)
+    if wait:
+        app.wait_until_up()
+    return app
+
+
+def make_variants(count: int, folder: Path) -> list[Path]:
+    """`count` different JPEGs of the example face (one pixel changed in each)."""
+    pixels = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    paths = []
+    for index in range(count):
+        variant = pixels.copy()
+        y, x = divmod(index, pixels.shape[1])
+        variant[y % pixels.shape[0], x] = 255 - variant[y % pixels.shape[0], x]
+        paths.append(folder / f"face_{index:04d}.jpg")
+        Image.fromarray(variant).save(paths[-1], quality=95)
+    return paths
+
+
+def make_stand_in_model(folder: Path) -> str:
+    """An untrained model folder with the default model's architecture and input size."""
+    from hub_utils.model_folder import DeepfakeConfig, save_model_folder
+    from training.backbone import create_backbone
+
+    model = create_backbone("tf_efficientnet_lite0", "packaged", 192)
+    return str(save_model_folder(model, folder, DeepfakeConfig(trained=False)))
+
+
+@dataclass
+class Sample:
+    seconds: float
+    error: str | None
+
+
+def run_clients(url: str, files: list[Path], clients: int, requests: int) -> list[Sample]:
+    """`clients` threads, each with its own gradio_client, sending `requests` files one after another."""
+    from gradio_client import Client, handle_file
+
+    def one_client(worker: int) -> list[Sample]:
+        client = Client(url, verbose=False, download_files=False)
+        samples = []
+        for path in files[worker * requests:(worker + 1) * requests]:
+            start = time.perf_counter()
+            try:
+                client.predict(handle_file(str(path)), api_name="/detect")
+                samples.append(Sample(time.perf_counter() - start, None))
+            except Exception as error:  # noqa: BLE001 - every failure is counted, whatever its kind
+                samples.append(Sample(time.perf_counter() - start, f"{type(error).__name__}: {error}"))
+        return samples
+
+    with ThreadPoolExecutor(clients) as pool:
+        return [sample for samples in pool.map(one_client, range(clients)) for sample in samples]
+
+
+def single_request_latency(url: str, models: list[str], files: list[Path]) -> tuple[float, float]:
+    """Median seconds of one `/detect` call and of the ensemble's own `predict` on the same (uncached) pictures."""
+    from gradio_client import Client, handle_file
+
+    from space.service import DetectorService
+
+    client = Client(url, verbose=False, download_files=False)
+    client.predict(handle_file(str(EXAMPLE)), api_name="/detect")  # warm up
+    served = []
+    for path in files:
+        start = time.perf_counter()
+        client.predict(handle_file(str(path)), api_name="/detect")
+        served.append(time.perf_counter() - start)
+    ensemble = DetectorService.from_sources(models).ensemble
+    ensemble.predict([EXAMPLE])  # warm up
+    direct = []
+    for path in files:
+        start = time.perf_counter()
+        ensemble.predict([path.read_bytes()], [path.name])
+        direct.append(time.perf_counter() - start)
+    return float(np.median(served)), float(np.median(direct))
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The peak resident memory (VmHWM) of a process, in MiB; None when it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def report(args: argparse.Namespace, models: list[str], samples: list[Sample], wall: float, rss: float | None,
+           single: tuple[float, float]) -> str:
+    latencies = np.array([s.seconds for s in samples if s.error is None])
+    failures = [s.error for s in samples if s.error]
+    served, direct = single
+    lines = [
+        f"bench/load.py: {args.clients} clients x {args.requests} /detect requests, {time.strftime('%Y-%m-%d %H:%M')}",
+        f"machine: {os.cpu_count()} CPU cores (shared with other jobs), no GPU",
+        f"models: {', '.join(Path(m).name for m in models)}",
+        f"requests: {len(samples)} in {wall:.1f} s ({len(samples) / wall:.2f} per s)",
+        f"failures: {len(failures)}" + (f" (first: {failures[0]})" if failures else ""),
+        f"latency p50: {np.percentile(latencies, 50):.3f} s, p95: {np.percentile(latencies, 95):.3f} s"
+        if len(latencies) else "latency: no successful request",
+        f"server peak RSS (VmHWM): {rss:.0f} MiB" if rss is not None else "server peak RSS: unknown (pass --pid)",
+        f"single request, median of {args.single}: /detect {served:.3f} s vs Ensemble.predict {direct:.3f} s "
+        f"= {served / direct:.2f}x (target <= 1.3x)",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=8, help="concurrent gradio_client clients")
+    parser.add_argument("--requests", type=int, default=50, help="requests per client")
+    parser.add_argument("--single", type=int, default=5, help="requests for the single-request comparison")
+    parser.add_argument("--models", help="comma-separated model folders or Hub ids (default: the Space's settings)")
+    parser.add_argument("--url", help="an already running app (default: start app.py on a free port)")
+    parser.add_argument("--pid", type=int, help="process id of the app at --url, for its peak memory")
+    parser.add_argument("--out", type=Path, help="also write the report to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.environ.update(OFFLINE_ENV)
+    with tempfile.TemporaryDirectory(prefix="bench_load_") as scratch:
+        scratch = Path(scratch)
+        models = args.models.split(",") if args.models else load_space_config().models
+        models = models or [make_stand_in_model(scratch / "stand-in-lite0-192")]
+        files = make_variants(args.clients * args.requests + args.single, scratch)
+        app = None if args.url else start_app(models, scratch / "uploads")
+        url = args.url or app.url
+        pid = args.pid or (app.process.pid if app else None)
+        try:
+            start = time.perf_counter()
+            samples = run_clients(url, files[args.single:], args.clients, args.requests)
+            wall = time.perf_counter() - start
+            rss = peak_rss_mb(pid) if pid else None
+            single = single_request_latency(url, models, files[:args.single])
+        finally:
+            if app:
+                app.stop()
+    text = report(args, models, samples, wall, rss, single)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
