@@ -1,0 +1,81 @@
+"""The detect CLI: rows per image, face and model; CSV and JSON; errors as rows; exit codes; 2 processes."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hub_utils.detect import COLUMNS, main
+from hub_utils.detector import load_detector
+from tests.conftest import REPO_ROOT, make_model_folder
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory: pytest.TempPathFactory, astronaut: Image.Image) -> Path:
+    root = tmp_path_factory.mktemp("images")
+    (root / "nested").mkdir()
+    astronaut.save(root / "astronaut.jpg")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(root / "nested" / "noise.png")
+    (root / "nested" / "broken.jpg").write_bytes(b"\xff\xd8 broken")
+    (root / "notes.txt").write_text("not an image and not collected from folders")
+    return root
+
+
+@pytest.fixture(scope="module")
+def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_folder(tmp_path_factory.mktemp("models2") / "tiny-b", seed=1)
+
+
+def test_csv_rows(image_tree: Path, model_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out.csv"
+    assert main([str(image_tree), "--model", str(model_dir), "--output", str(output)]) == 0
+    rows = list(csv.DictReader(output.open()))
+    assert list(rows[0]) == list(COLUMNS)
+    by_file = {Path(r["path"]).name: r for r in rows}
+    assert set(by_file) == {"astronaut.jpg", "noise.png", "broken.jpg"}
+    assert by_file["astronaut.jpg"]["face"] == "0" and by_file["noise.png"]["face"] == "none"
+    assert by_file["noise.png"]["box"] == "0,0,80,80"
+    assert by_file["broken.jpg"]["error"] and by_file["broken.jpg"]["fake_probability"] == ""
+    expected = load_detector(model_dir).predict([str(image_tree / "astronaut.jpg")])[0].fake_probability
+    assert float(by_file["astronaut.jpg"]["fake_probability"]) == pytest.approx(expected, abs=1e-5)
+    assert by_file["astronaut.jpg"]["verdict"] in ("real", "fake")
+
+
+def test_json_with_two_models_and_ensemble(image_tree: Path, model_dir: Path, second_model: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out.json"
+    assert main([str(image_tree / "astronaut.jpg"), "--model", str(model_dir), "--model", str(second_model),
+                 "--ensemble", "--output", str(output)]) == 0
+    rows = json.loads(output.read_text())
+    probability = {r["model"]: r["fake_probability"] for r in rows}
+    assert set(probability) == {"tiny-a", "tiny-b", "ensemble"}
+    assert probability["ensemble"] == pytest.approx((probability["tiny-a"] + probability["tiny-b"]) / 2, abs=1e-5)
+
+
+def test_usage_errors_exit_2(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["x.jpg", "--model", str(tmp_path / "missing")]) == 2
+    assert "no such model folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["x.jpg", "--model", str(model_dir), "--output", "out.txt"])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_output(image_tree: Path, model_dir: Path, tmp_path: Path) -> None:
+    single, double = tmp_path / "one.json", tmp_path / "two.json"
+    assert main([str(image_tree), "--model", str(model_dir), "--output", str(single)]) == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hub_utils.detect", str(image_tree),
+         "--model", str(model_dir), "--output", str(double)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = json.loads(single.read_text()), json.loads(double.read_text())
+    assert [r["path"] for r in one] == [r["path"] for r in two]
+    for a, b in zip(one, two):
+        assert a["fake_probability"] == pytest.approx(b["fake_probability"], abs=1e-5) if a["fake_probability"] != "" else a == b
