@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from hub_utils.card import EVALUATION_NAME, write_model_card
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, load_ensemble
 from hub_utils.model_folder import ModelFolderError
+from training.calibrate import best_threshold
 from training.data import DataError, load_sources, split_dataset
 from training.dataset import image_of
 from training.deepfake_metrics import compute_metrics
@@ -114,6 +115,18 @@ def update_card(folder: Path, report: dict[str, Any], split: str | None) -> None
     write_model_card(folder)
 
 
+def write_ensemble(path: Path, members: Sequence[str], report: dict[str, Any], split: str | None) -> float:
+    """The threshold that maximises the ensemble's balanced accuracy on the evaluated images, saved with its members."""
+    scores, labels = np.asarray(report["scores"]), np.asarray(report["labels"])
+    valid = ~np.isnan(scores)
+    threshold = best_threshold(scores[valid], labels[valid])
+    record = {"members": [Path(m).name for m in members], "threshold": threshold,
+              "chosen_on": {"split": split or "all", "setting": report["setting"], "n": int(valid.sum()),
+                            **compute_metrics(labels[valid], scores[valid], threshold)}}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return threshold
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", required=True, help="model folder or Hub id; repeat for several")
@@ -125,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--neutral", action="store_true", help="neutral re-encoding first (format-free evaluation)")
     parser.add_argument("--ensemble-threshold", type=float, help="default: models/ensemble.json or 0.5")
     parser.add_argument("--update-card", action="store_true", help="write the results into each local model's card")
+    parser.add_argument("--write-ensemble", metavar="PATH", help="choose the ensemble's threshold on these images "
+                        "(use the validation split) and write it with the members to PATH, e.g. models/ensemble.json")
     return parser
 
 
@@ -144,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                         report["threshold"], report, output.parent / f"{output.stem}_{Path(name).name}")
     summary = reports if len(reports) > 1 else next(iter(reports.values()))
     output.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.write_ensemble:
+        key = ENSEMBLE_NAME if len(reports) > 1 else ensemble.detectors[0].name
+        write_ensemble(Path(args.write_ensemble), args.model, reports[key], args.split)
     if args.update_card:
         for detector, source in zip(ensemble.detectors, args.model):
             if Path(source).is_dir():
