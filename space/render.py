@@ -11,7 +11,7 @@ import io
 import json
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from hub_utils.explain import RegionExplanation
 
@@ -29,11 +29,11 @@ def verdict_markdown(result: dict[str, Any]) -> str:
     confidence = p if verdict == "fake" else 1.0 - p
     if result["inconclusive"]:
         lines = [f"## Inconclusive (leaning {verdict})",
-                 f"The models give {percent(p)} that this is fake, close to the threshold of {percent(threshold)}: "
-                 "they cannot tell either way. Do not rely on this result."]
+                 f"Estimated probability that this is fake: {percent(p)}, close to the threshold of "
+                 f"{percent(threshold)}: the detector cannot tell either way. Do not rely on this result."]
     else:
         lines = [f"## Probably {verdict}",
-                 f"The models give {percent(p)} that this is fake (threshold {percent(threshold)}), "
+                 f"Estimated probability that this is fake: {percent(p)} (threshold {percent(threshold)}), "
                  f"so the verdict **{verdict}** holds with {percent(confidence)} confidence."]
     if not result["face_found"]:
         lines.append("No face was found, so the whole picture was scored. The detector is made for photos of faces; "
@@ -69,13 +69,15 @@ def _figure(image: Image.Image, caption: str, max_side: int) -> str:
 
 def faces_html(image: Image.Image, result: dict[str, Any]) -> str:
     """The photo with a box around each detected face, numbered and coloured by the ensemble's verdict."""
-    shown = image.copy()
+    scale = min(1.0, PREVIEW_MAX_SIDE / max(image.size))
+    shown = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
     draw = ImageDraw.Draw(shown)
-    width = max(2, round(max(shown.size) / 250))
+    font = ImageFont.load_default(size=16)
     for face in result["faces"]:
+        x0, y0, x1, y1 = (v * scale for v in face["box"])
         colour = BOX_COLOURS[face["verdict"]]
-        draw.rectangle(face["box"], outline=colour, width=width)
-        draw.text((face["box"][0] + width, face["box"][1] + width), str(face["face"] + 1), fill=colour)
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=3)
+        draw.text((x0 + 4, y0 + 2), str(face["face"] + 1), fill=colour, font=font)
     caption = (f"{len(result['faces'])} face(s) found; red: judged fake, green: judged real" if result["face_found"]
                else "no face found: the whole picture was scored")
     return _figure(shown, caption, PREVIEW_MAX_SIDE)

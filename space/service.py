@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Callable, Sequence
 
+import yaml
 from huggingface_hub import ModelCard
 
 from hub_utils.detector import Detector, ImageScore, load_detector, verdict_for
@@ -35,7 +36,7 @@ def read_card(source: str) -> tuple[dict[str, Any], str]:
         return {}, ""
     try:
         card = ModelCard.load(path)
-    except ValueError as error:
+    except (ValueError, yaml.YAMLError) as error:
         raise ModelFolderError(f"{path}: the model card's YAML header cannot be read ({error}).") from None
     return card.data.to_dict(), card.text
 

@@ -26,7 +26,7 @@ from .uploads import UploadError, take_batch, take_upload
 SPACE_DIR = Path(__file__).resolve().parent
 EXAMPLES_DIR = SPACE_DIR / "examples"
 ABOUT_FILE = SPACE_DIR / "about.md"
-IMAGE_STATE_SECONDS = 300  # how long the image bytes wait in session state for the pictures event
+IMAGE_STATE_SECONDS = 120  # how long the image bytes wait in session state for the pictures event
 TITLE = "Deepfake face-image detector"
 
 
@@ -64,6 +64,11 @@ class Handlers:
         labels = [render.label_value(result["models"][d.name]) for d in self.service.detectors]
         views = [render.explanations_html(explanations[d.name]) for d in self.service.detectors]
         return [render.verdict_markdown(result), render.faces_html(image, result), *labels, *views, None]
+
+    def clear_results(self) -> list[Any]:
+        """Empty verdict, pictures, JSON and labels, so that no result of a previous photo stays on screen."""
+        models = len(self.service.detectors)
+        return ["", "", None, *[None] * models, *[""] * models]
 
     def detect_batch(self, uploads: list[dict[str, Any]] | None,
                      progress: gr.Progress = gr.Progress()) -> tuple[pd.DataFrame, str]:
@@ -152,6 +157,11 @@ def build_demo(service: DetectorService, config: SpaceConfig) -> gr.Blocks:
         with gr.Tab("About"):
             gr.Markdown(ABOUT_FILE.read_text())
 
+        detect["image"].change(
+            handlers.clear_results, None,
+            [detect["verdict"], detect["faces"], detect["result"], *detect["labels"], *detect["views"]],
+            api_visibility="private", queue=False,
+        )
         detect["button"].click(
             handlers.detect, detect["image"], [detect["result"], image_bytes], api_name="detect", preprocess=False,
         ).success(

@@ -184,8 +184,10 @@ def test_bad_images_raise_readable_errors(service):
 def test_no_model_installed_still_builds_and_says_so(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
-    service = DetectorService.from_sources([str(broken)])
-    assert any("could not be loaded" in n for n in service.notices())
+    bad_card = make_model_folder(tmp_path / "bad-card", 0)
+    (bad_card / "README.md").write_text("---\nlicense: [unclosed\n---\n# x\n")
+    service = DetectorService.from_sources([str(broken), str(bad_card)])
+    assert sum("could not be loaded" in n for n in service.notices()) == 2
     assert any("No detection model is installed" in n for n in service.notices())
     with pytest.raises(NoModelError):
         service.detect(ASTRONAUT.read_bytes())
@@ -200,6 +202,7 @@ def test_handlers_turn_errors_into_sentences_and_delete_uploads(service, upload_
     assert not bad.exists()
     with pytest.raises(gr.Error, match="Add a photo first"):
         handlers.detect(None)
+    assert handlers.clear_results() == ["", "", None, None, None, "", ""]
 
 
 def test_pictures_are_inline_and_never_written_to_disk(service, upload_dir):

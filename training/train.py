@@ -1,7 +1,7 @@
 """Fine-tune a timm backbone as a deepfake face detector and write a complete model folder.
 
     python -m training.train --backbone tf_efficientnet_lite0 --pretrained packaged \
-        --data ../shared/data/faces --output runs/lite0 --epochs 8 --image-size 192
+        --data ../shared/data/faces --output models/my-detector --epochs 6 --image-size 160
 
 Runs on CPU, one GPU or many (`accelerate launch -m training.train ...`). A checkpoint is written atomically each
 epoch; `--resume` continues after an interruption. Validation scores go through `Detector.predict`, the same path
