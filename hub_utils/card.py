@@ -86,9 +86,14 @@ def _results_markdown(reports: dict[str, dict[str, Any]], evaluation: dict[str, 
         if evaluation and evaluation.get(key):
             parts.append(f"### {title} ({evaluation.get('setting', 'test')})\n\n" + _table(
                 evaluation[key], ("n", "accuracy", "balanced_accuracy", "roc_auc")))
-    for plot in ("training_curves.png", "confusion_matrix.png", "roc.png", "reliability.png"):
-        parts.append(f"![{plot}]({plot})")
     return "\n\n".join(parts)
+
+
+def _plots_markdown(folder: Path) -> str:
+    """Image links for the plots that the folder holds."""
+    names = ("training_curves.png", "confusion_matrix.png", "roc.png", "reliability.png", "per_generator.png",
+             "per_perturbation.png")
+    return "\n".join(f"![{name.removesuffix('.png')}]({name})" for name in names if (folder / name).is_file())
 
 
 def build_model_card(folder: Path) -> ModelCard:
@@ -114,7 +119,8 @@ def build_model_card(folder: Path) -> ModelCard:
         preprocessing=deepfake.get("preprocessing", "resize"), threshold=round(deepfake.get("threshold", 0.5), 4),
         face_crop="on" if deepfake.get("face_crop", {}).get("enabled", True) else "off",
         status="" if deepfake.get("trained", True) else "**UNTRAINED PLACEHOLDER: its scores mean nothing.**",
-        terms=DATA_TERMS, data_table=data_table, results=_results_markdown(reports, evaluation))
+        terms=DATA_TERMS, data_table=data_table,
+        results=_results_markdown(reports, evaluation) + "\n\n" + _plots_markdown(folder))
 
 
 def write_model_card(folder: Path) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -100,8 +101,10 @@ def evaluate(ensemble: Ensemble, dataset: datasets.Dataset, neutral: bool, pertu
     return reports
 
 
-def update_card(folder: Path, report: dict[str, Any], split: str | None) -> None:
-    """Store the evaluation in the model folder and regenerate its card with it."""
+def update_card(folder: Path, report: dict[str, Any], split: str | None, plots: Path) -> None:
+    """Store the evaluation and its plots in the model folder and regenerate its card with them."""
+    for plot in plots.glob("*.png"):
+        shutil.copy(plot, folder / plot.name)
     record = {key: value for key, value in report.items() if key not in ("scores", "labels")}
     record["split"] = split or "all"
     record["headline"] = {f"{split or 'all'}_{report['setting']}": {**{k: record[k] for k in SUMMARY_KEYS},
@@ -154,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     reports = evaluate(ensemble, dataset, args.neutral, args.perturbations)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    plot_dirs = {name: output.parent / f"{output.stem}_{Path(name).name}" for name in reports}
     for name, report in reports.items():
         plot_evaluation(np.asarray(report["labels"]), np.nan_to_num(np.asarray(report["scores"]), nan=0.5),
-                        report["threshold"], report, output.parent / f"{output.stem}_{Path(name).name}")
+                        report["threshold"], report, plot_dirs[name])
     summary = reports if len(reports) > 1 else next(iter(reports.values()))
     output.write_text(json.dumps(summary, indent=2) + "\n")
     if args.write_ensemble:
@@ -165,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_card:
         for detector, source in zip(ensemble.detectors, args.model):
             if Path(source).is_dir():
-                update_card(Path(source), reports[detector.name], args.split)
+                update_card(Path(source), reports[detector.name], args.split, plot_dirs[detector.name])
     for name, report in reports.items():
         print(f"{name}: " + ", ".join(f"{k}={report[k]:.4f}" if isinstance(report[k], float) else f"{k}={report[k]}"
                                       for k in SUMMARY_KEYS))
