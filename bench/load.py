@@ -160,6 +160,8 @@ def single_request_latency(url: str, pid: int | None, models: list[str], files: 
 
     The two are interleaved picture by picture, so that a busy neighbour on the machine slows both alike; CPU time
     (the server's whole process, this process for `predict`) shows the overhead without the neighbours' noise.
+    `predict` runs in a worker thread, as Gradio runs handlers: PyTorch's intra-op threading differs between the
+    main thread and others, which on a crowded machine changed `predict` time tenfold.
     """
     from gradio_client import Client, handle_file
 
@@ -168,12 +170,13 @@ def single_request_latency(url: str, pid: int | None, models: list[str], files: 
     ensemble = DetectorService.from_sources(models).ensemble
     client = Client(url, verbose=False, download_files=False)
     samples = []
+    worker = ThreadPoolExecutor(1)
     try:
-        ensemble.predict([EXAMPLE])  # warm up both
+        worker.submit(ensemble.predict, [EXAMPLE]).result()  # warm up both
         client.predict(handle_file(str(EXAMPLE)), api_name="/detect")
         for path in files:
             wall, cpu = time.perf_counter(), time.process_time()
-            ensemble.predict([path.read_bytes()], [path.name])
+            worker.submit(ensemble.predict, [path.read_bytes()], [path.name]).result()
             direct = (time.perf_counter() - wall, time.process_time() - cpu)
             wall, cpu = time.perf_counter(), process_cpu_seconds(pid) if pid else 0.0
             client.predict(handle_file(str(path)), api_name="/detect")
@@ -181,6 +184,7 @@ def single_request_latency(url: str, pid: int | None, models: list[str], files: 
             samples.append((*served, *direct))
     finally:
         client.close()
+        worker.shutdown()
     served_wall, served_cpu, direct_wall, direct_cpu = zip(*samples, strict=True)
     return SingleRequest(float(np.median(served_wall)), float(np.median(direct_wall)),
                          float(np.median(served_cpu)) if pid else None, float(np.median(direct_cpu)))
