@@ -253,6 +253,7 @@ def client(server, tmp_path) -> Client:
 def test_server_lists_named_endpoints_only(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/detect", "/detect_batch", "/models"}
+    assert [r["component"] for r in endpoints["/detect"]["returns"]] == ["Json"]  # the pictures are not in the API
 
 
 def test_detect_over_http_matches_the_service(client, service):
