@@ -66,8 +66,9 @@ class Detector:
     """A loaded model folder with its preprocessing, face settings and decision threshold."""
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], deepfake: DeepfakeConfig, name: str,
-                 revision: str = "local", face_finder: FaceFinder | None = None) -> None:
+                 revision: str = "local", face_finder: FaceFinder | None = None, folder: Path | None = None) -> None:
         self.model = model.eval()
+        self.folder = folder
         self.config = config
         self.deepfake = deepfake
         self.name = name
@@ -103,7 +104,7 @@ class Detector:
     def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None, batch_size: int = 32,
                 face_crop: bool | None = None) -> list[ImageScore]:
         """Score images (paths, bytes, arrays or PIL images); a bad image gets an `error`, never an exception."""
-        names = list(names) if names is not None else [_name_of(image, i) for i, image in enumerate(images)]
+        names = list(names) if names is not None else [name_of(image, i) for i, image in enumerate(images)]
         results: list[ImageScore] = []
         for start in range(0, len(images), batch_size):
             results.extend(self._predict_chunk(images[start:start + batch_size], names[start:start + batch_size],
@@ -136,7 +137,8 @@ def _clip_box(box: tuple[float, ...], size: tuple[int, int]) -> tuple[int, int, 
     return max(0, x0), max(0, y0), min(size[0], x1), min(size[1], y1)
 
 
-def _name_of(image: ImageInput, index: int) -> str:
+def name_of(image: ImageInput, index: int) -> str:
+    """A path's own text, else `image_<index>`."""
     return str(image) if isinstance(image, (str, Path)) else f"image_{index}"
 
 
@@ -145,4 +147,4 @@ def load_detector(source: str | Path, face_finder: FaceFinder | None = None) -> 
     folder, revision = resolve_model_source(source)
     model, config, deepfake = load_model(folder)
     name = split_revision(str(source))[0] if revision != "local" else Path(folder).resolve().name
-    return Detector(model, config, deepfake, name, revision, face_finder)
+    return Detector(model, config, deepfake, name, revision, face_finder, Path(folder))

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .detector import Detector, FaceScore, ImageScore, load_detector, verdict_for
+from .detector import Detector, FaceScore, ImageScore, load_detector, name_of, verdict_for
 from .images import ImageError, ImageInput, load_image
 from .model_folder import ModelFolderError
 
@@ -41,8 +41,7 @@ class Ensemble:
     def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None,
                 face_crop: bool | None = None, batch_size: int = 32) -> list[EnsembleResult]:
         """Load each image once, score it with every member, and average face by face."""
-        names = list(names) if names is not None else [str(i) if not isinstance(i, (str, Path)) else str(i)
-                                                        for i in images]
+        names = list(names) if names is not None else [name_of(image, i) for i, image in enumerate(images)]
         loaded: list[ImageInput] = []
         for image, name in zip(images, names):
             try:
@@ -77,10 +76,11 @@ class Ensemble:
 
 
 def load_ensemble(sources: Sequence[str], threshold: float | None = None) -> Ensemble:
-    """Detectors from folders or Hub ids; the threshold defaults to 0.5 or an ensemble.json beside them."""
+    """Detectors from folders or Hub ids; the threshold defaults to a single model's own, else to the one recorded
+    in an ensemble.json beside the members, else 0.5."""
     detectors = [load_detector(source) for source in sources]
     if threshold is None:
-        threshold = ensemble_threshold(sources)
+        threshold = detectors[0].threshold if len(detectors) == 1 else ensemble_threshold(sources)
     return Ensemble(detectors, threshold)
 
 

@@ -7,6 +7,7 @@ No model logic lives here: faces, scores and verdicts come from hub_utils. Error
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import yaml
@@ -15,7 +16,6 @@ from huggingface_hub import ModelCard
 from hub_utils.detector import Detector, ImageScore, load_detector, verdict_for
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, EnsembleResult, ensemble_threshold
 from hub_utils.explain import GradCamExplainer, RegionExplanation
-from hub_utils.hub import resolve_model_source
 from hub_utils.images import ImageError, ImageInput, load_image
 from hub_utils.model_folder import CARD_NAME, ModelFolderError
 
@@ -28,9 +28,8 @@ class NoModelError(RuntimeError):
     """The Space has no usable model."""
 
 
-def read_card(source: str) -> tuple[dict[str, Any], str]:
+def read_card(folder: Path) -> tuple[dict[str, Any], str]:
     """A model card's metadata (YAML front matter) and its Markdown body; empty when the folder has no card."""
-    folder, _ = resolve_model_source(source)
     path = folder / CARD_NAME
     if not path.is_file():
         return {}, ""
@@ -62,7 +61,7 @@ class DetectorService:
         for source in sources:
             try:
                 detector = load_detector(source)
-                card = read_card(source)
+                card = read_card(detector.folder)
             except ModelFolderError as error:
                 problems.append(f"Model {source} could not be loaded: {error}")
                 continue
@@ -74,7 +73,7 @@ class DetectorService:
             cards[detector.name] = card
         if not detectors:
             return cls(None, cards, problems, inconclusive_margin)
-        threshold = detectors[0].threshold if len(detectors) == 1 else ensemble_threshold(loaded)
+        threshold = detectors[0].threshold if len(detectors) == 1 else ensemble_threshold(loaded)  # as load_ensemble
         return cls(Ensemble(detectors, threshold), cards, problems, inconclusive_margin)
 
     @property
