@@ -33,7 +33,7 @@ def window_origins(length: int, size: int) -> list[int]:
 def _normalizer(data_config: dict[str, Any]) -> Callable[[np.ndarray], torch.Tensor]:
     mean = torch.tensor(data_config["mean"]).view(3, 1, 1)
     std = torch.tensor(data_config["std"]).view(3, 1, 1)
-    return lambda array: (torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255.0 - mean) / std
+    return lambda array: (torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 255.0 - mean) / std
 
 
 def build_preprocess(config: dict[str, Any], mode: str) -> Preprocess:
