@@ -71,7 +71,7 @@ def section(reports: Path) -> str:
     if loo:
         from bench.leave_one_out import format_table
 
-        parts += ["Leave one family out (a small EfficientNet-Lite0 at 160 px trained without the family, tested on "
+        parts += ["Leave one family out (a small EfficientNet-Lite0 at 160 px trained without the family with the command above, tested on "
                   "all of its images plus the test split's reals, neutral re-encoding; `python -m bench.leave_one_out`):",
                   format_table(loo)]
     if audit:
