@@ -79,13 +79,14 @@ def load_ensemble(sources: Sequence[str], threshold: float | None = None) -> Ens
     """Detectors from folders or Hub ids; the threshold defaults to a single model's own, else to the one recorded
     in an ensemble.json beside the members, else 0.5."""
     detectors = [load_detector(source) for source in sources]
-    if threshold is None:
-        threshold = detectors[0].threshold if len(detectors) == 1 else ensemble_threshold(sources)
-    return Ensemble(detectors, threshold)
+    return Ensemble(detectors, ensemble_threshold(sources, detectors) if threshold is None else threshold)
 
 
-def ensemble_threshold(sources: Sequence[str]) -> float:
-    """The threshold recorded in `ensemble.json` of the members' parent folder when it names these members."""
+def ensemble_threshold(sources: Sequence[str], detectors: Sequence[Detector]) -> float:
+    """A single model's own threshold; for several, the one recorded in `ensemble.json` of the members' parent
+    folder when it names these members; else 0.5."""
+    if len(detectors) == 1:
+        return detectors[0].threshold
     parents = {Path(s).resolve().parent for s in sources if Path(s).is_dir()}
     for parent in parents:
         path = parent / "ensemble.json"

@@ -73,8 +73,7 @@ class DetectorService:
             cards[detector.name] = card
         if not detectors:
             return cls(None, cards, problems, inconclusive_margin)
-        threshold = detectors[0].threshold if len(detectors) == 1 else ensemble_threshold(loaded)  # as load_ensemble
-        return cls(Ensemble(detectors, threshold), cards, problems, inconclusive_margin)
+        return cls(Ensemble(detectors, ensemble_threshold(loaded, detectors)), cards, problems, inconclusive_margin)
 
     @property
     def detectors(self) -> list[Detector]:

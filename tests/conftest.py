@@ -19,7 +19,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FACES_DIR = REPO_ROOT.parent / "shared" / "data" / "faces"
 
 
-def make_model_folder(folder: Path, seed: int = 0, image_size: int = 64, **deepfake) -> Path:
+def make_model_folder(folder: Path, seed: int = 0, image_size: int = 64,
+                      card_text: str = "---\nlicense: apache-2.0\n---\n# test\n", **deepfake) -> Path:
     """A `test_efficientnet` model folder with a random (not zero) head, so scores vary between images."""
     from hub_utils.model_folder import DeepfakeConfig, save_model_folder
     from training.backbone import create_backbone
@@ -27,7 +28,7 @@ def make_model_folder(folder: Path, seed: int = 0, image_size: int = 64, **deepf
     torch.manual_seed(seed)
     model = create_backbone("test_efficientnet", "none", image_size)
     torch.nn.init.normal_(model.get_classifier().weight, std=0.5)
-    return save_model_folder(model, folder, DeepfakeConfig(**deepfake), card_text="---\nlicense: apache-2.0\n---\n# test\n")
+    return save_model_folder(model, folder, DeepfakeConfig(**deepfake), card_text=card_text)
 
 
 @pytest.fixture(scope="session")

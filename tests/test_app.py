@@ -12,7 +12,6 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
-import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -20,13 +19,12 @@ from PIL import Image
 from bench.load import start_app
 from hub_utils.detector import load_detector
 from hub_utils.images import ImageError
-from hub_utils.model_folder import DeepfakeConfig, save_model_folder
 from space import render
 from space.config import SpaceConfig, SpaceConfigError, load_space_config
 from space.service import DetectorService, NoModelError
 from space.ui import Handlers, build_demo
 from space.uploads import UploadError, take_batch, take_upload
-from training.backbone import create_backbone
+from tests.conftest import make_model_folder as make_shared_model_folder
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "space" / "examples" / "astronaut.jpg"
@@ -36,12 +34,8 @@ CARD = ("---\nlicense: cc-by-nc-sa-4.0\n---\n# Tiny test model\n\n"
 
 
 def make_model_folder(folder: Path, seed: int, preprocessing: str = "resize", trained: bool = False) -> Path:
-    """A tiny timm model (64 px) with a random head, so scores vary from image to image."""
-    model = create_backbone("test_efficientnet", "none", 64)
-    head = model.get_classifier()
-    with torch.no_grad():
-        head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(seed)))
-    return save_model_folder(model, folder, DeepfakeConfig(preprocessing=preprocessing, trained=trained), CARD)
+    """The shared tiny test model (random head, so scores vary) with a card that has a results table."""
+    return make_shared_model_folder(folder, seed, preprocessing=preprocessing, trained=trained, card_text=CARD)
 
 
 def image_bytes(image: Image.Image, fmt: str = "JPEG") -> bytes:
