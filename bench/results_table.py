@@ -63,6 +63,10 @@ def section(reports: Path) -> str:
                   "or thresholds), scored through `hub_utils.detect`'s path at each model's stored threshold. "
                   "The anchors were measured on the challenge's own test set, which we do not have: the data differ, "
                   "so they are context, not a comparison.", headline(raw, neutral),
+                  "Balanced accuracy on the processing-matched sources (real and fake files of one source with the "
+                  "same size and format, where the shortcut audit below sits at chance) and on the rest, neutral "
+                  "re-encoding: the matched row is the number to trust.",
+                  breakdown(neutral, "per_processing"),
                   "Balanced accuracy under the challenge perturbations (after neutral re-encoding):",
                   breakdown(neutral, "per_perturbation"),
                   "Accuracy per generator and per source (neutral re-encoding; each row holds one label, so accuracy "
@@ -78,7 +82,11 @@ def section(reports: Path) -> str:
         parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "
                   f"per pixel alone scores balanced accuracy {audit['raw']['balanced_accuracy']:.3f} (AUC "
                   f"{audit['raw']['roc_auc']:.3f}) on the raw files, and {audit['neutral']['balanced_accuracy']:.3f} "
-                  f"(AUC {audit['neutral']['roc_auc']:.3f}) after neutral re-encoding (chance: 0.5)."]
+                  f"(AUC {audit['neutral']['roc_auc']:.3f}) after neutral re-encoding (chance: 0.5): re-encoding "
+                  f"leaves each source's resampling and compression history in the bytes per pixel. On the "
+                  f"processing-matched sources ({', '.join(audit['matched_sources'])}) it scores "
+                  f"{audit['matched_neutral']['balanced_accuracy']:.3f} (AUC {audit['matched_neutral']['roc_auc']:.3f},"
+                  f" n={audit['matched_neutral']['n_test']}), at chance."]
     return "\n\n".join(parts) or "No evaluation outputs in reports/ yet."
 
 

@@ -4,7 +4,10 @@
 
 A gradient-boosted classifier is fitted on the train split's metadata and scored on the test split, once on the
 files as they are (raw) and once after the neutral re-encoding that the evaluation protocol applies. Under the
-protocol it must sit at chance: otherwise size or format, not the face, would decide.
+protocol it must sit at chance: otherwise size or format, not the face, would decide. Re-encoding alone leaves the
+sources' processing history in the bytes per pixel (a 250 px JPEG upscaled to 256 compresses unlike a 1024 px one
+downscaled), so the protocol's trusted subset is the processing-matched sources (real and fake files of one source
+with the same size and format, `training.data.processing_matched_sources`), audited the same way.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from PIL import Image
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from training.data import drop_unusable, load_sources, split_dataset
+from training.data import drop_unusable, load_sources, processing_matched_sources, split_dataset
 from training.perturb import NEUTRAL_QUALITY, neutral_reencode
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
@@ -46,7 +49,10 @@ def features(split, neutral: bool) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([metadata(encoded_bytes(row, neutral)) for row in undecoded]), np.asarray(split["label"]))
 
 
-def audit(splits, neutral: bool) -> dict[str, float]:
+def audit(splits, neutral: bool, sources: list[str] | None = None) -> dict[str, float]:
+    """Metadata classifier fitted on train, scored on test; with `sources`, on those sources' rows only."""
+    if sources is not None:
+        splits = {name: splits[name].filter(lambda row: row["source"] in sources) for name in ("train", "test")}
     x_train, y_train = features(splits["train"], neutral)
     x_test, y_test = features(splits["test"], neutral)
     classifier = HistGradientBoostingClassifier(class_weight="balanced", random_state=0).fit(x_train, y_train)
@@ -61,15 +67,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("reports/shortcut_audit.json"))
     args = parser.parse_args()
-    splits = split_dataset(drop_unusable(load_sources(args.data)), seed=args.seed)
+    dataset = drop_unusable(load_sources(args.data))
+    splits = split_dataset(dataset, seed=args.seed)
+    matched = processing_matched_sources(dataset)
     result = {"raw": audit(splits, neutral=False), "neutral": audit(splits, neutral=True),
+              "matched_neutral": audit(splits, neutral=True, sources=matched), "matched_sources": matched,
               "features": ["width", "height", "format", "bytes_per_pixel"], "chance": 0.5}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    for setting in ("raw", "neutral"):
+    for setting in ("raw", "neutral", "matched_neutral"):
         r = result[setting]
-        print(f"metadata-only classifier, {setting:>7}: balanced accuracy {r['balanced_accuracy']:.3f}, "
+        print(f"metadata-only classifier, {setting:>15}: balanced accuracy {r['balanced_accuracy']:.3f}, "
               f"ROC-AUC {r['roc_auc']:.3f} (test n={r['n_test']}; chance 0.5)")
+    print(f"processing-matched sources: {', '.join(matched)}")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ def _eval_results(name: str, reports: dict[str, dict[str, Any]]) -> list[EvalRes
 def _results_markdown(reports: dict[str, dict[str, Any]], evaluation: dict[str, Any] | None) -> str:
     parts = [_table(reports, ("n", "threshold") + HEADLINE)]
     for key, title in (("per_generator", "Per generator"), ("per_source", "Per source"),
+                       ("per_processing", "Processing-matched sources (real and fake files alike) and the rest"),
                        ("per_perturbation", "Per perturbation")):
         if evaluation and evaluation.get(key):
             parts.append(f"### {title} ({evaluation.get('setting', 'test')})\n\n" + _table(
@@ -110,9 +111,13 @@ def build_model_card(folder: Path) -> ModelCard:
     data = ModelCardData(license="cc-by-nc-sa-4.0", library_name="timm", pipeline_tag="image-classification",
                          tags=["deepfake-detection", "face", "gan-detection", "timm", "image-classification"],
                          model_name=name, eval_results=_eval_results(name, reports) or None)
-    splits = deepfake.get("training_data", {}).get("splits", {})
-    data_table = _table({k: {s: splits[s].get(k, 0) for s in splits} for k in sorted(splits.get("train", {}))},
+    training_data = deepfake.get("training_data", {})
+    splits = training_data.get("splits", {})
+    data_table = _table({k: {s: splits[s].get(k, 0) for s in splits} for k in sorted(set().union(*splits.values()))},
                         tuple(splits)) if splits else ""
+    if training_data.get("held_out"):
+        data_table += (f"\n\nHeld out of training but kept in validation, so that the threshold and temperature "
+                       f"were chosen with a generator the model never saw: {', '.join(training_data['held_out'])}.")
     size = config["pretrained_cfg"]["input_size"][-1]
     return ModelCard.from_template(
         data, template_str=TEMPLATE, name=name, architecture=config["architecture"], size=size,

@@ -10,13 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
+import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from bench.load import start_app
+from bench.load import http_detect, start_app
 from hub_utils.detector import load_detector
 from hub_utils.images import ImageError
 from space import render
@@ -257,6 +258,14 @@ def test_detect_over_http_matches_the_service(client, service):
     assert {n: m["fake_probability"] for n, m in result["models"].items()} == pytest.approx(
         {n: m["fake_probability"] for n, m in expected["models"].items()}, abs=1e-6)
     assert result["faces"][0]["box"] == expected["faces"][0]["box"] and result["verdict"] == expected["verdict"]
+
+
+def test_plain_http_api_gives_the_gradio_client_result(server, client):
+    url, temp_dir = server
+    with httpx.Client(timeout=60) as http:
+        result = http_detect(http, url, ASTRONAUT)
+    assert result == client.predict(handle_file(str(ASTRONAUT)), api_name="/detect")
+    assert not [p for p in Path(temp_dir).rglob("astronaut.jpg") if p.is_file()]
 
 
 def test_bad_call_then_good_call(client, tmp_path):

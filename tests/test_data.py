@@ -90,6 +90,20 @@ def test_multi_source_tree_uses_manifest(tmp_path: Path):
     assert (tile["generator"], tile["group"]) == ("stylegan", "b/grid/row3")
 
 
+def test_processing_matched_sources(tmp_path: Path):
+    """A source is matched when its real and fake files share their usual size and format; one-label sources never."""
+    for i in range(3):
+        write(tmp_path / "same" / "real" / "cam" / f"r{i}.png", smooth_image(i))
+        write(tmp_path / "same" / "fake" / "gan" / f"f{i}.png", smooth_image(10 + i))
+        write(tmp_path / "sizes" / "real" / "cam" / f"r{i}.jpg", smooth_image(20 + i, size=48), quality=90)
+        write(tmp_path / "sizes" / "fake" / "gan" / f"f{i}.jpg", smooth_image(30 + i, size=96), quality=90)
+        write(tmp_path / "formats" / "real" / "cam" / f"r{i}.jpg", smooth_image(40 + i), quality=90)
+        write(tmp_path / "formats" / "fake" / "gan" / f"f{i}.png", smooth_image(50 + i))
+        write(tmp_path / "reals" / "real" / "cam" / f"r{i}.png", smooth_image(60 + i))
+    write(tmp_path / "same" / "fake" / "gan" / "odd.jpg", smooth_image(70, size=80))  # a minority kind is allowed
+    assert data.processing_matched_sources(load_source(str(tmp_path))) == ["same"]
+
+
 def test_group_key_pairs_inputs_with_their_edits():
     assert data.group_key("s", "s/real/celeba/aged_ori1.png") == data.group_key("s", "s/fake/stargan/aged_tar1.png")
     assert data.group_key("s", "s/real/celeba/aged_ori1.png") != data.group_key("s", "s/real/celeba/aged_ori2.png")

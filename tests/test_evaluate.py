@@ -33,6 +33,7 @@ def test_report_plots_and_card(tree: Path, tmp_path: Path) -> None:
     assert report["n"] == 20 and report["threshold"] == 0.4 and report["setting"] == "neutral"
     assert set(report["per_generator"]) == {"camera", "upsampler"} and set(report["per_source"]) == {"synthetic"}
     assert set(report["per_perturbation"]) == {"jpeg/medium", "mirror/strong"}
+    assert report["per_processing"]["matched"]["n"] == 20  # real and fake files are 64 px PNGs alike
     assert report["majority_baseline"]["accuracy"] == 0.5
     plots = {p.name for p in (output.parent / "tiny_tiny-eval").iterdir()}
     assert {"confusion_matrix.png", "roc.png", "reliability.png", "per_generator.png", "per_perturbation.png"} <= plots

@@ -18,7 +18,10 @@ import torch
 from PIL import Image
 
 from hub_utils import load_detector
-from tests.conftest import REPO_ROOT
+from hub_utils.card import write_model_card
+from tests.conftest import REPO_ROOT, make_model_folder
+from training.config import TrainConfig
+from training.train import build_splits, data_summary
 
 
 def write_generated_tree(root: Path, per_class: int = 24, size: int = 64) -> Path:
@@ -145,3 +148,16 @@ def test_unknown_config_keys_are_refused(tmp_path: Path, generated: Path) -> Non
                           learning_rate=0.1)
     done = run_training(config)
     assert done.returncode == 2 and "learning_rate" in done.stderr
+
+
+def test_holdout_leaves_training_only_and_the_card_says_so(tmp_path: Path, generated: Path) -> None:
+    held = TrainConfig(data=[str(generated)], output=str(tmp_path / "run"), holdout=["generator=upsampler"])
+    splits = build_splits(held)
+    assert "upsampler" not in list(splits["train"]["generator"])
+    assert "upsampler" in list(splits["validation"]["generator"])
+    excluded = build_splits(TrainConfig(data=[str(generated)], output=str(tmp_path / "run"),
+                                        exclude=["generator=upsampler"]))
+    assert "upsampler" not in list(excluded["train"]["generator"]) + list(excluded["validation"]["generator"])
+    folder = make_model_folder(tmp_path / "held", training_data=data_summary(splits, held))
+    card = write_model_card(folder).read_text()
+    assert "| fake/upsampler | 0 |" in card and "never saw: generator=upsampler" in card

@@ -34,6 +34,7 @@ class TrainConfig:
     face_cache: str = ".cache/faces"
     neutral_p: float = 0.5  # probability of the neutral re-encoding before face crop and augmentation
     exclude: list[str] = field(default_factory=list)  # "generator=NAME" / "source=NAME": left out of training
+    holdout: list[str] = field(default_factory=list)  # same rules: out of training, kept in validation (threshold)
     keep_checkpoint: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-steps-per-epoch", type=int, dest="max_steps_per_epoch")
     parser.add_argument("--neutral-p", type=float, dest="neutral_p")
     parser.add_argument("--exclude", nargs="+", help="leave out of training: generator=NAME or source=NAME")
+    parser.add_argument("--holdout", nargs="+",
+                        help="leave out of training but keep in validation, so the threshold is chosen with an unseen generator")
     parser.add_argument("--patience", type=int)
     parser.add_argument("--keep-checkpoint", action="store_true", default=None, dest="keep_checkpoint")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
@@ -84,7 +87,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the --config file, then explicit flags."""
     values: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
     for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed",
-                 "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "patience",
+                 "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
                  "keep_checkpoint"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)

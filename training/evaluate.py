@@ -4,6 +4,8 @@
         --neutral --perturbations all --output reports/lite0.json --update-card
 
 One prediction per image (as fake as its most fake face). Several `--model`s are also scored as their ensemble.
+`per_processing` splits the images into processing-matched sources (real and fake files alike in size and format,
+where the shortcut audit sits at chance) and the rest.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from hub_utils.card import EVALUATION_NAME, write_model_card
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, load_ensemble
 from hub_utils.model_folder import ModelFolderError
 from training.calibrate import best_threshold
-from training.data import DataError, load_sources, split_dataset
+from training.data import DataError, load_sources, processing_matched_sources, split_dataset
 from training.dataset import image_of
 from training.deepfake_metrics import compute_metrics
 from training.perturb import iter_perturbations, neutral_reencode
@@ -82,7 +84,9 @@ def build_report(labels: np.ndarray, scores: np.ndarray, threshold: float, colum
 def evaluate(ensemble: Ensemble, dataset: datasets.Dataset, neutral: bool, perturbations: str | None) -> dict[str, dict[str, Any]]:
     """Reports keyed by model name (and `ensemble` when there are several models)."""
     labels = np.asarray(dataset["label"])
-    columns = {"generator": list(dataset["generator"]), "source": list(dataset["source"])}
+    matched = set(processing_matched_sources(dataset))
+    columns = {"generator": list(dataset["generator"]), "source": list(dataset["source"]),
+               "processing": ["matched" if source in matched else "mixed" for source in dataset["source"]]}
     images = [image_of(row) for row in tqdm(dataset, desc="loading", file=sys.stderr, leave=False)]
     if neutral:
         images = [neutral_reencode(image) for image in images]

@@ -46,14 +46,15 @@ LOG_NAME = "training_log.jsonl"
 
 
 def build_splits(config: TrainConfig) -> datasets.DatasetDict:
-    """Usable rows of the sources, split by the loader, with `exclude` removed from training and validation."""
+    """Usable rows of the sources, split by the loader; `exclude` leaves training and validation, `holdout` training only."""
     splits = split_dataset(drop_unusable(load_sources(config.data)), seed=config.seed)
-    for rule in config.exclude:
-        column, _, value = rule.partition("=")
-        if column not in ("generator", "source") or not value:
-            raise ValueError(f"--exclude {rule!r}: use generator=NAME or source=NAME.")
-        for name in ("train", "validation"):
-            splits[name] = splits[name].filter(lambda row: row[column] != value)
+    for option, rules, names in (("exclude", config.exclude, ("train", "validation")), ("holdout", config.holdout, ("train",))):
+        for rule in rules:
+            column, _, value = rule.partition("=")
+            if column not in ("generator", "source") or not value:
+                raise ValueError(f"--{option} {rule!r}: use generator=NAME or source=NAME.")
+            for name in names:
+                splits[name] = splits[name].filter(lambda row: row[column] != value)
     return splits
 
 
@@ -64,7 +65,7 @@ def data_summary(splits: datasets.DatasetDict, config: TrainConfig) -> dict[str,
         for label, generator in zip(split["label"], split["generator"]):
             key = f"{('real', 'fake')[label]}/{generator}"
             counts[name][key] = counts[name].get(key, 0) + 1
-    return {"sources": config.data, "excluded": config.exclude, "splits": counts}
+    return {"sources": config.data, "excluded": config.exclude, "held_out": config.holdout, "splits": counts}
 
 
 class Validator:
