@@ -1,7 +1,7 @@
 """Inference throughput: the CLI's path (`Detector.predict` on files) against a bare timm forward of the same
 weights on the same files, at batch 1 and 32 on 2 threads, plus the throughput with face detection.
 
-    python -m bench.inference [--model models/effnet-lite0-resize160] [--images 96] [--threads 2]
+    python -m bench.inference [--model models/effnet-lite0-resize192] [--images 96] [--threads 2]
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import numpy as np
@@ -149,6 +149,8 @@ class SingleRequest:
     direct_wall: float
     served_cpu: float | None
     direct_cpu: float
+    client_empty: float  # /models, which does no model work
+    http_empty: float
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -157,25 +159,30 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def http_detect(http: httpx.Client, url: str, path: Path) -> dict:
-    """`/detect` through Gradio's plain HTTP API (what the page's "Use via API" cURL tab shows) on a kept-alive
-    connection: upload the file, POST /call/detect, read the event stream until the result."""
+def http_call(http: httpx.Client, url: str, api_name: str, data: list) -> Any:
+    """One call of a named endpoint through Gradio's plain HTTP API (what the page's "Use via API" cURL tab shows):
+    POST /call/<name>, then read its event stream until the result."""
     api = url.rstrip("/") + "/gradio_api"
-    uploaded = http.post(f"{api}/upload", files={"files": (path.name, path.read_bytes())})
-    uploaded.raise_for_status()
-    file_data = {"path": uploaded.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
-    event = http.post(f"{api}/call/detect", json={"data": [file_data]})
+    event = http.post(f"{api}/call/{api_name}", json={"data": data})
     event.raise_for_status()
-    with http.stream("GET", f"{api}/call/detect/{event.json()['event_id']}") as stream:
+    with http.stream("GET", f"{api}/call/{api_name}/{event.json()['event_id']}") as stream:
         kind = None
         for line in stream.iter_lines():
             if line.startswith("event:"):
                 kind = line.split(":", 1)[1].strip()
             elif line.startswith("data:") and kind in ("complete", "error"):
                 if kind == "error":
-                    raise RuntimeError(f"/detect failed: {line[5:].strip()}")
+                    raise RuntimeError(f"/{api_name} failed: {line[5:].strip()}")
                 return json.loads(line[5:])[0]
-    raise RuntimeError("/detect: the event stream ended without a result")
+    raise RuntimeError(f"/{api_name}: the event stream ended without a result")
+
+
+def http_detect(http: httpx.Client, url: str, path: Path) -> dict:
+    """`/detect` over plain HTTP on a kept-alive connection: upload the file, then call the endpoint with it."""
+    uploaded = http.post(url.rstrip("/") + "/gradio_api/upload", files={"files": (path.name, path.read_bytes())})
+    uploaded.raise_for_status()
+    return http_call(http, url, "detect", [{"path": uploaded.json()[0], "orig_name": path.name,
+                                            "meta": {"_type": "gradio.FileData"}}])
 
 
 def single_request_latency(url: str, pid: int | None, models: list[str], files: list[Path]) -> SingleRequest:
@@ -210,13 +217,22 @@ def single_request_latency(url: str, pid: int | None, models: list[str], files: 
             wall = time.perf_counter()
             client.predict(handle_file(str(other)), api_name="/detect")
             samples.append((time.perf_counter() - wall, *served, *direct))
+        empty = []  # /models does no model work: what is left is each path's own fixed cost
+        for _ in files:
+            wall = time.perf_counter()
+            client.predict(api_name="/models")
+            middle = time.perf_counter()
+            http_call(http, url, "models", [])
+            empty.append((middle - wall, time.perf_counter() - middle))
     finally:
         client.close()
         http.close()
         worker.shutdown()
     client_wall, http_wall, served_cpu, direct_wall, direct_cpu = zip(*samples, strict=True)
+    client_empty, http_empty = np.median(empty, axis=0)
     return SingleRequest(float(np.median(client_wall)), float(np.median(http_wall)), float(np.median(direct_wall)),
-                         float(np.median(served_cpu)) if pid else None, float(np.median(direct_cpu)))
+                         float(np.median(served_cpu)) if pid else None, float(np.median(direct_cpu)),
+                         float(client_empty), float(http_empty))
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -236,7 +252,7 @@ def report(args: argparse.Namespace, models: list[str], samples: list[Sample], w
     failures = [s.error for s in samples if s.error]
     lines = [
         f"bench/load.py: {args.clients} clients x {args.requests} /detect requests, {time.strftime('%Y-%m-%d %H:%M')}",
-        f"machine: {os.cpu_count()} CPU cores (shared with other jobs), no GPU",
+        f"machine: {os.cpu_count()} CPU cores, no GPU",
         f"models: {', '.join(Path(m).name for m in models)}",
         f"requests: {len(samples)} in {wall:.1f} s ({len(samples) / wall:.2f} per s)",
         f"failures: {len(failures)}" + (f" (first: {failures[0]})" if failures else ""),
@@ -248,6 +264,8 @@ def report(args: argparse.Namespace, models: list[str], samples: list[Sample], w
         f"  plain HTTP API (/call/detect, kept-alive connection): {single.http_wall:.3f} s = "
         f"{single.http_wall / single.direct_wall:.2f}x",
         f"  gradio_client Client.predict: {single.client_wall:.3f} s = {single.client_wall / single.direct_wall:.2f}x",
+        f"  fixed cost of each path, on /models (no model work): gradio_client {single.client_empty * 1000:.0f} ms, "
+        f"plain HTTP {single.http_empty * 1000:.0f} ms",
     ]
     if single.served_cpu is not None:
         lines.append(f"  CPU time: server process {single.served_cpu:.3f} s per HTTP request vs predict "

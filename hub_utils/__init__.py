@@ -1,7 +1,7 @@
 """Deepfake face-image detection: model folders in Hub layout and the one inference path.
 
     >>> from hub_utils import load_detector
-    >>> detector = load_detector("models/effnet-lite0-resize160")   # or "owner/name@revision" on the Hub
+    >>> detector = load_detector("models/effnet-lite0-resize192")   # or "owner/name@revision" on the Hub
     >>> detector.predict(["photo.jpg"])[0].faces[0].verdict
 """
 from .detector import Detector, FaceScore, ImageScore, load_detector

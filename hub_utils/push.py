@@ -1,7 +1,7 @@
 """Publish a model folder to the Hugging Face Hub (safetensors only), as timm and huggingface_hub do:
 stage the exact files in a temporary folder, then `create_repo` + `upload_folder`.
 
-    python -m hub_utils.push models/effnet-lite0-resize160 your-name/deepfake-lite0 [--private] [--revision R]
+    python -m hub_utils.push models/effnet-lite0-resize192 your-name/deepfake-lite0 [--private] [--revision R]
 
 Pull it back with `load_detector("your-name/deepfake-lite0@R")`, `timm.create_model("hf-hub:...")` or transformers.
 """

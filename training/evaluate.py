@@ -1,6 +1,6 @@
 """Evaluate detectors through the one inference path, overall and per generator, source and perturbation.
 
-    python -m training.evaluate --model models/effnet-lite0-resize160 --data ../shared/data/faces --split test \
+    python -m training.evaluate --model models/effnet-lite0-resize192 --data ../shared/data/faces --split test \
         --neutral --perturbations all --output reports/lite0.json --update-card
 
 One prediction per image (as fake as its most fake face). Several `--model`s are also scored as their ensemble.
