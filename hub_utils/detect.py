@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hub_utils.detect", description="Real or GAN-made? Score face images.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursed)")
     parser.add_argument("--model", action="append", help="model folder or Hub id[@revision]; repeat for several "
-                                                         "(default: the embedded models in models/)")
+                                                         "(default: the embedded models named in models/defaults.json)")
     parser.add_argument("--output", help="FILE.csv or FILE.json (default: CSV on stdout)")
     parser.add_argument("--no-face-crop", action="store_true", help="score whole images, no face detection")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -111,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from accelerate.utils import gather_object
 
     state = PartialState()
+    for detector in ensemble.detectors:
+        detector.model.to(state.device)
     paths = expand_paths(args.paths)
     with state.split_between_processes(paths) as mine:
         rows = score_paths(ensemble, mine, args.batch_size, False if args.no_face_crop else None, args.ensemble,

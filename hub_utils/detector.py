@@ -94,10 +94,11 @@ class Detector:
         inputs = [self.preprocess(region) for region in regions]
         owners = np.concatenate([np.full(len(x), i) for i, x in enumerate(inputs)]) if inputs else np.zeros(0, int)
         stacked = torch.cat(inputs) if inputs else torch.zeros(0)
+        device = next(self.model.parameters()).device
         probabilities = []
         for start in range(0, len(stacked), batch_size):
-            batch = stacked[start:start + batch_size].contiguous(memory_format=torch.channels_last)
-            probabilities.append(self.model(batch).float().softmax(dim=1)[:, FAKE_INDEX].numpy())
+            batch = stacked[start:start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+            probabilities.append(self.model(batch).float().softmax(dim=1)[:, FAKE_INDEX].cpu().numpy())
         flat = np.concatenate(probabilities) if probabilities else np.zeros(0)
         return np.array([flat[owners == i].mean() for i in range(len(inputs))], dtype=np.float64)
 

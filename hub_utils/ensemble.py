@@ -101,8 +101,19 @@ def ensemble_threshold(sources: Sequence[str], detectors: Sequence[Detector]) ->
 
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULTS_FILE = "defaults.json"
 
 
 def default_sources(models_dir: Path = DEFAULT_MODELS_DIR) -> list[str]:
-    """The embedded default models: every folder under `models/` that holds a config.json, sorted by name."""
-    return [str(config.parent) for config in sorted(models_dir.glob("*/config.json"))]
+    """The embedded default models: those named in `models/defaults.json` ({"models": [folder names]}), else every
+    folder under `models/` that holds a config.json, sorted by name."""
+    path = models_dir / DEFAULTS_FILE
+    if not path.is_file():
+        return [str(config.parent) for config in sorted(models_dir.glob("*/config.json"))]
+    try:
+        names = json.loads(path.read_text())["models"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ModelFolderError(f"{path}: expected {{\"models\": [folder names under {models_dir}]}} ({error}).") from None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ModelFolderError(f"{path}: 'models' must be a list of folder names under {models_dir}.")
+    return [str(models_dir / name) for name in names]

@@ -2,7 +2,7 @@
 
 Defaults live in `SpaceConfig`; `space/models.json` may set any of them (relative folders in it are taken from the
 repository root); the environment variable `DEEPFAKE_MODELS="a,b"` overrides the models. With neither, the
-models are the embedded defaults under `models/`.
+models are the embedded defaults that `models/defaults.json` names (`hub_utils.ensemble.default_sources`).
 """
 from __future__ import annotations
 

@@ -90,6 +90,17 @@ def test_blur_removes_detail(image):
     assert high_frequency(out) < 0.5 * high_frequency(image)
 
 
+def test_downscale_is_off_by_default_and_leaves_an_enlarged_copy(image):
+    assert AugmentConfig().downscale_p == 0.0
+    out = run(image, downscale_p=1.0, downscale_range=(0.5, 0.5))
+    halved = np.asarray(Image.fromarray(image).resize((SIZE // 2, SIZE // 2), Image.Resampling.BOX), np.float32)
+    assert high_frequency(out) < 0.7 * high_frequency(image)
+    # Shrinking the output again gives back the shrunk image: enlarging added no new detail.
+    reshrunk = np.asarray(Image.fromarray(np.clip(out, 0, 255).astype(np.uint8)).resize((SIZE // 2, SIZE // 2),
+                                                                                       Image.Resampling.BOX), np.float32)
+    assert np.abs(reshrunk - halved).mean() < 6.0
+
+
 def test_jpeg_changes_pixels_but_keeps_content(image):
     out = run(image, jpeg_p=1.0, jpeg_quality=(30, 30))
     difference = np.abs(out - image).mean()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from PIL import Image
 
 from hub_utils.detect import COLUMNS, main
 from hub_utils.detector import load_detector
+from hub_utils.ensemble import default_sources, load_ensemble
+from hub_utils.model_folder import ModelFolderError
 from tests.conftest import REPO_ROOT, make_model_folder
 
 
@@ -79,3 +82,16 @@ def test_two_processes_give_the_same_output(image_tree: Path, model_dir: Path, t
     assert [r["path"] for r in one] == [r["path"] for r in two]
     for a, b in zip(one, two):
         assert a["fake_probability"] == pytest.approx(b["fake_probability"], abs=1e-5) if a["fake_probability"] != "" else a == b
+
+
+def test_default_models_come_from_defaults_json(model_dir: Path, second_model: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    for folder in (model_dir, second_model):
+        shutil.copytree(folder, models / folder.name)
+    assert default_sources(models) == [str(models / model_dir.name), str(models / second_model.name)]
+    (models / "defaults.json").write_text(json.dumps({"models": [second_model.name]}))
+    assert default_sources(models) == [str(models / second_model.name)]
+    assert [d.name for d in load_ensemble(default_sources(models)).detectors] == [second_model.name]
+    (models / "defaults.json").write_text('{"models": "oops"}')
+    with pytest.raises(ModelFolderError, match="defaults.json"):
+        default_sources(models)

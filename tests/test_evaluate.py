@@ -9,9 +9,11 @@ import pytest
 from PIL import Image
 
 from hub_utils import load_detector
+from hub_utils.ensemble import load_ensemble
 from tests.conftest import make_model_folder
 from tests.test_train import write_generated_tree
-from training.evaluate import main
+from training.data import load_sources, processing_matched_sources
+from training.evaluate import evaluate, main
 from training.perturb import neutral_reencode
 
 REPORT_KEYS = {"n", "accuracy", "balanced_accuracy", "roc_auc", "average_precision", "eer", "threshold", "per_class",
@@ -64,3 +66,15 @@ def test_bad_split_name_is_a_usage_error(tree: Path, model_dir: Path, tmp_path: 
     assert main(["--model", str(model_dir), "--data", str(tree), "--split", "tset", "--output",
                  str(tmp_path / "x.json")]) == 2
     assert "tset" in capsys.readouterr().err
+
+
+def test_processing_match_is_decided_on_the_whole_folder(tree: Path, tmp_path: Path) -> None:
+    """A split holding one label cannot show that its source is processing-matched; the folder can."""
+    ensemble = load_ensemble([str(make_model_folder(tmp_path / "m", seed=6))])
+    everything = load_sources([str(tree)])
+    reals = everything.filter(lambda row: row["label"] == 0)
+    on_split = evaluate(ensemble, reals, neutral=False, perturbations=None)["m"]
+    on_folder = evaluate(ensemble, reals, neutral=False, perturbations=None,
+                         matched_sources=processing_matched_sources(everything))["m"]
+    assert set(on_split["per_processing"]) == {"mixed"}
+    assert set(on_folder["per_processing"]) == {"matched"} and on_folder["per_processing"]["matched"]["n"] == 10

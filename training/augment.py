@@ -3,7 +3,8 @@
 Order: region blackout on the original pixels (landmarks are in its coordinates), degradations at native
 resolution (blur, JPEG, noise: where the challenge applies them), geometry, then the size step ("resize" to the
 model's size as the seed did, or "crop": a native-resolution random crop, tiled up when the image is smaller, which
-keeps upsampling traces), colour, normalisation. Blur and JPEG default to p=0.1 (CNNDetection; GENERALIZATION.md).
+keeps upsampling traces), colour, normalisation. Blur and JPEG default to p=0.1 (CNNDetection; GENERALIZATION.md);
+downscaling (shrink and enlarge back, so that upsampling traces alone cannot mean "fake") is off unless asked for.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (30, 100)
     blur_p: float = 0.1
     blur_sigma: tuple[float, float] = (0.1, 3.0)
+    downscale_p: float = 0.0
+    downscale_range: tuple[float, float] = (0.33, 0.9)  # shrink factor before enlarging back (the challenge's rescaling)
     noise_p: float = 0.05
     noise_std: tuple[float, float] = (0.01, 0.05)  # fraction of the 0-255 range
     color_p: float = 0.2
@@ -153,6 +156,8 @@ def build_compose(cfg: AugmentConfig, image_size: int, mean: Sequence[float] | N
     transforms = [
         RegionBlackout(p=cfg.blackout_p),
         A.GaussianBlur(sigma_limit=cfg.blur_sigma, blur_limit=0, p=cfg.blur_p),
+        A.Downscale(scale_range=cfg.downscale_range, p=cfg.downscale_p,
+                    interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_CUBIC}),
         A.ImageCompression(quality_range=cfg.jpeg_quality, p=cfg.jpeg_p),
         A.GaussNoise(std_range=cfg.noise_std, p=cfg.noise_p),
         A.HorizontalFlip(p=cfg.hflip_p),

@@ -5,7 +5,8 @@
 
 One prediction per image (as fake as its most fake face). Several `--model`s are also scored as their ensemble.
 `per_processing` splits the images into processing-matched sources (real and fake files alike in size and format,
-where the shortcut audit sits at chance) and the rest.
+where the shortcut audit sits at chance) and the rest; which sources match is decided on every image of the sources,
+as the audit does, not on the evaluated split alone.
 """
 from __future__ import annotations
 
@@ -34,9 +35,8 @@ from training.report import plot_evaluation
 SUMMARY_KEYS = ("n", "accuracy", "balanced_accuracy", "roc_auc", "average_precision")
 
 
-def load_rows(sources: Sequence[str], split: str | None, seed: int) -> datasets.Dataset:
-    """Every image of the sources, or one split of the loader's."""
-    dataset = load_sources(list(sources))
+def select_split(dataset: datasets.Dataset, split: str | None, seed: int) -> datasets.Dataset:
+    """Every image, or one split of the loader's."""
     if split:
         splits = split_dataset(dataset, seed=seed)
         if split not in splits:
@@ -81,10 +81,14 @@ def build_report(labels: np.ndarray, scores: np.ndarray, threshold: float, colum
     return report
 
 
-def evaluate(ensemble: Ensemble, dataset: datasets.Dataset, neutral: bool, perturbations: str | None) -> dict[str, dict[str, Any]]:
-    """Reports keyed by model name (and `ensemble` when there are several models)."""
+def evaluate(ensemble: Ensemble, dataset: datasets.Dataset, neutral: bool, perturbations: str | None,
+             matched_sources: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Reports keyed by model name (and `ensemble` when there are several models).
+
+    `matched_sources` defaults to the processing-matched sources of `dataset` itself.
+    """
     labels = np.asarray(dataset["label"])
-    matched = set(processing_matched_sources(dataset))
+    matched = set(processing_matched_sources(dataset) if matched_sources is None else matched_sources)
     columns = {"generator": list(dataset["generator"]), "source": list(dataset["source"]),
                "processing": ["matched" if source in matched else "mixed" for source in dataset["source"]]}
     images = [image_of(row) for row in tqdm(dataset, desc="loading", file=sys.stderr, leave=False)]
@@ -154,11 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         ensemble = load_ensemble(args.model, args.ensemble_threshold)
-        dataset = load_rows(args.data, args.split, args.seed)
+        everything = load_sources(args.data)
+        dataset = select_split(everything, args.split, args.seed)
     except (ModelFolderError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    reports = evaluate(ensemble, dataset, args.neutral, args.perturbations)
+    reports = evaluate(ensemble, dataset, args.neutral, args.perturbations, processing_matched_sources(everything))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     plot_dirs = {name: output.parent / f"{output.stem}_{Path(name).name}" for name in reports}
