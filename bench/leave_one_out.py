@@ -1,12 +1,15 @@
-"""Leave-one-family-out: train without a generator family, test on it. The measure of generalization.
+"""Leave one out: train without a generator family or a source, test on it. The measure of generalization.
 
-    python -m bench.leave_one_out --data ../shared/data/faces --families stylegan attribute_gans diffusion \
-        --modes resize crop --epochs 3 --output reports/leave_one_out.json
+    python -m bench.leave_one_out --families stylegan attribute_gans diffusion --modes resize crop --epochs 2
+    python -m bench.leave_one_out --families --sources basemax_fakefaces rees451_lfw --epochs 2
+    python -m bench.leave_one_out --families --sources rees451_lfw --augment downscale_p=0.3 jpeg_p=0.3 --epochs 2
 
-For each family and preprocessing mode a small EfficientNet-Lite0 (160 px) is trained through `training.train`
-with the family excluded from training and validation; it is then scored through the one inference path, after
-neutral re-encoding, on every image of the left-out family (none was seen) plus the real images of the test split.
-Trained runs are reused when their folder exists.
+For each left-out family or source and each preprocessing mode, a small EfficientNet-Lite0 (160 px) is trained
+through `training.train` with those images excluded from training and validation; it is then scored through the one
+inference path, after neutral re-encoding, on every left-out image (none was seen), completed by the test split's
+images of the class that the left-out images lack (a generator family has no reals; a real-only source no fakes).
+`--augment KEY=VALUE ...` changes augmentation settings from their defaults (a variant, run and reported apart).
+Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import datasets
 
@@ -30,31 +34,58 @@ FAMILIES = {
 }
 
 
-def held_out_rows(config: TrainConfig, generators: list[str]) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """(left-out fakes of every split + test reals, the test split without the family)."""
+def exclusion_rules(name: str) -> list[str]:
+    """`--exclude` rules for a family name (its generators) or a source name."""
+    return [f"generator={g}" for g in FAMILIES[name]] if name in FAMILIES else [f"source={name}"]
+
+
+def held_out_rows(config: TrainConfig, rules: list[str]) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(left-out rows of every split + the test split's rows of a class they lack, the test split without them)."""
+    pairs = [rule.partition("=")[::2] for rule in rules]
+
+    def left_out(row: dict) -> bool:
+        return any(row[column] == value for column, value in pairs)
+
     splits = build_splits(replace(config, exclude=[]))
     every = datasets.concatenate_datasets([splits[name] for name in splits])
-    fakes = every.filter(lambda row: row["generator"] in generators)
-    reals = splits["test"].filter(lambda row: row["label"] == 0)
-    seen = splits["test"].filter(lambda row: row["generator"] not in generators)
-    return datasets.concatenate_datasets([fakes, reals]), seen
+    unseen = every.filter(left_out)
+    seen = splits["test"].filter(lambda row: not left_out(row))
+    missing = {0, 1} - set(unseen["label"])
+    return datasets.concatenate_datasets([unseen, seen.filter(lambda row: row["label"] in missing)]), seen
 
 
-def run_one(family: str, mode: str, args: argparse.Namespace) -> dict:
-    generators = FAMILIES[family]
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` items with JSON values (`jpeg_p=0.3`, `jpeg_quality=[50,100]`)."""
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError(item)
+            settings[key] = json.loads(value)
+        except ValueError:  # also json.JSONDecodeError
+            raise SystemExit(f"--augment {item!r}: use KEY=VALUE with a JSON value, e.g. jpeg_p=0.3.") from None
+    return settings
+
+
+def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
+    rules = exclusion_rules(name)
+    settings = parse_settings(args.augment)
+    variant = " ".join(f"{key}={json.dumps(value)}" for key, value in settings.items())
+    suffix = "".join(f"-{key}{value}" for key, value in settings.items()).replace(" ", "")
     config = TrainConfig(backbone="tf_efficientnet_lite0", pretrained="packaged", data=args.data,
-                         output=str(args.runs / f"{family}-{mode}"), epochs=args.epochs, image_size=160,
-                         num_workers=1, patience=args.epochs, exclude=[f"generator={g}" for g in generators],
-                         augment=AugmentConfig(mode=mode))
+                         output=str(args.runs / f"{name}-{mode}{suffix}"), epochs=args.epochs, image_size=160,
+                         num_workers=1, patience=args.epochs, exclude=rules,
+                         augment=AugmentConfig.from_dict({"mode": mode, **settings}))
     if not (Path(config.output) / "model.safetensors").is_file():
         run(config, resume=(Path(config.output) / "checkpoint").is_dir())
-    unseen, seen = held_out_rows(config, generators)
+    unseen, seen = held_out_rows(config, rules)
     ensemble = load_ensemble([config.output])
-    name = ensemble.detectors[0].name
-    unseen_report = evaluate(ensemble, unseen, neutral=True, perturbations=None)[name]
-    seen_report = evaluate(ensemble, seen, neutral=True, perturbations=None)[name]
+    model = ensemble.detectors[0].name
+    unseen_report = evaluate(ensemble, unseen, neutral=True, perturbations=None)[model]
+    seen_report = evaluate(ensemble, seen, neutral=True, perturbations=None)[model]
     fake_recall = unseen_report["per_class"]["fake"]["recall"]
-    return {"family": family, "mode": mode, "threshold": unseen_report["threshold"],
+    return {"left_out": name, "mode": mode, "variant": variant, "threshold": unseen_report["threshold"],
             "unseen_n_fake": unseen_report["per_class"]["fake"]["support"],
             "unseen_n_real": unseen_report["per_class"]["real"]["support"],
             "unseen_roc_auc": unseen_report["roc_auc"], "unseen_balanced_accuracy": unseen_report["balanced_accuracy"],
@@ -62,12 +93,16 @@ def run_one(family: str, mode: str, args: argparse.Namespace) -> dict:
             "seen_balanced_accuracy": seen_report["balanced_accuracy"], "seen_roc_auc": seen_report["roc_auc"]}
 
 
+def row_key(row: dict) -> tuple[str, str, str]:
+    return row["left_out"], row["mode"], row.get("variant", "")
+
+
 def format_table(rows: list[dict]) -> str:
-    header = ("| left out | mode | fakes | reals | unseen AUC | unseen bal. acc | unseen fake recall | real recall "
+    header = ("| left out | mode | fakes | reals | AUC | bal. acc | fake recall | real recall "
               "| seen-test bal. acc | threshold |")
     lines = [header, "|" + "---|" * 10]
     for r in rows:
-        lines.append(f"| {r['family']} | {r['mode']} | {r['unseen_n_fake']} | {r['unseen_n_real']} | "
+        lines.append(f"| {r['left_out']} | {(r['mode'] + ' ' + r.get('variant', '')).strip()} | {r['unseen_n_fake']} | {r['unseen_n_real']} | "
                      f"{r['unseen_roc_auc']:.3f} | {r['unseen_balanced_accuracy']:.3f} | {r['unseen_fake_recall']:.3f} | "
                      f"{r['real_recall']:.3f} | {r['seen_balanced_accuracy']:.3f} | {r['threshold']:.3f} |")
     return "\n".join(lines)
@@ -76,13 +111,18 @@ def format_table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", nargs="+", default=["../shared/data/faces"])
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--sources", nargs="+", default=[], help="source names to leave out, one run each")
     parser.add_argument("--modes", nargs="+", default=["resize"], choices=["resize", "crop"])
+    parser.add_argument("--augment", nargs="*", default=[], metavar="KEY=VALUE", help="augmentation settings to change")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
     args = parser.parse_args()
-    rows = [run_one(family, mode, args) for family in args.families for mode in args.modes]
+    rows = [run_one(name, mode, args) for name in args.families + args.sources for mode in args.modes]
+    done = {row_key(row) for row in rows}
+    earlier = json.loads(args.output.read_text()) if args.output.is_file() else []
+    rows = [row for row in earlier if row_key(row) not in done] + rows
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(rows, indent=2) + "\n")
     print(format_table(rows))

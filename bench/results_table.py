@@ -75,8 +75,11 @@ def section(reports: Path) -> str:
     if loo:
         from bench.leave_one_out import format_table
 
-        parts += ["Leave one family out (a small EfficientNet-Lite0 at 160 px trained without the family with the command above, tested on "
-                  "all of its images plus the test split's reals, neutral re-encoding; `python -m bench.leave_one_out`):",
+        parts += ["Leave one out (`python -m bench.leave_one_out`, commands above): a small EfficientNet-Lite0 at 160 px, "
+                  "2 epochs, trained without a generator family or a source, then scored after neutral re-encoding "
+                  "on every left-out image plus the test split's images of the class they lack (its reals for a "
+                  "family or a fake-only source, its fakes for a real-only source), at the run's validation "
+                  "threshold. Settings after the mode are changes to the default augmentation:",
                   format_table(loo)]
     if audit:
         parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "

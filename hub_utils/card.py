@@ -47,6 +47,8 @@ From a running Space: `gradio_client.Client(url).predict(handle_file("face.jpg")
 
 {{ terms }}
 
+{{ initialised }}
+
 {{ data_table }}
 
 ## Results
@@ -97,6 +99,19 @@ def _plots_markdown(folder: Path) -> str:
     return "\n".join(f"![{name.removesuffix('.png')}]({name})" for name in names if (folder / name).is_file())
 
 
+def _initialisation(training_data: dict[str, Any]) -> str:
+    """Where the weights started: ImageNet (`hub`, `packaged`), nothing, or another model folder fine-tuned further."""
+    start = training_data.get("pretrained")
+    backbone = training_data.get("backbone", "the backbone")
+    if start in (None, ""):
+        return ""
+    if start in ("hub", "packaged"):
+        return f"Initialised from ImageNet weights of {backbone} ({start})."
+    if start == "none":
+        return "Trained from random initialisation."
+    return f"Fine-tuned further from `{start}` (its weights; a new classifier head), at {training_data.get('image_size')} px."
+
+
 def build_model_card(folder: Path) -> ModelCard:
     """The card of a model folder, from its config and evaluation files."""
     folder = Path(folder)
@@ -124,7 +139,7 @@ def build_model_card(folder: Path) -> ModelCard:
         preprocessing=deepfake.get("preprocessing", "resize"), threshold=round(deepfake.get("threshold", 0.5), 4),
         face_crop="on" if deepfake.get("face_crop", {}).get("enabled", True) else "off",
         status="" if deepfake.get("trained", True) else "**UNTRAINED PLACEHOLDER: its scores mean nothing.**",
-        terms=DATA_TERMS, data_table=data_table,
+        terms=DATA_TERMS, data_table=data_table, initialised=_initialisation(training_data),
         results=_results_markdown(reports, evaluation) + "\n\n" + _plots_markdown(folder))
 
 

@@ -16,6 +16,7 @@ import pytest
 import timm
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from hub_utils import load_detector
 from hub_utils.card import write_model_card
@@ -161,3 +162,21 @@ def test_holdout_leaves_training_only_and_the_card_says_so(tmp_path: Path, gener
     folder = make_model_folder(tmp_path / "held", training_data=data_summary(splits, held))
     card = write_model_card(folder).read_text()
     assert "| fake/upsampler | 0 |" in card and "never saw: generator=upsampler" in card
+
+
+def test_fine_tuning_from_a_model_folder_at_another_size(tmp_path: Path, generated: Path) -> None:
+    first = tmp_path / "first"
+    done = run_training(write_config(tmp_path / "first.json", [str(generated)], first, tmp_path / "cache", epochs=1))
+    assert done.returncode == 0, done.stderr[-3000:]
+    second = tmp_path / "second"
+    done = run_training(write_config(tmp_path / "second.json", [str(generated)], second, tmp_path / "cache", epochs=1,
+                                     pretrained=str(first), image_size=96, seed=1))
+    assert done.returncode == 0, done.stderr[-3000:]
+    start, tuned = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    stem = "conv_stem.weight"
+    assert not torch.equal(start[stem], tuned[stem])  # trained further, not a copy
+    assert torch.allclose(start[stem], tuned[stem], atol=0.05)  # from the first run's weights: a seed-1 init would differ
+    assert load_detector(second).preprocess(Image.new("RGB", (200, 200))).shape[-1] == 96
+    card = (second / "README.md").read_text()
+    assert f"Fine-tuned further from `{first}`" in card and "at 96 px" in card
+    assert "Trained from random initialisation." in (first / "README.md").read_text()

@@ -1,0 +1,59 @@
+"""The leave-one-out bench's data selection: what a run never sees is exactly what it is tested on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.leave_one_out import exclusion_rules, held_out_rows, parse_settings
+from training.config import TrainConfig
+from training.train import build_splits
+
+
+@pytest.fixture(scope="module")
+def two_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`studio` holds reals and fakes, `phone` reals only; every image is distinct noise."""
+    root = tmp_path_factory.mktemp("sources")
+    rng = np.random.default_rng(1)
+    for source, label, generator in (("studio", "real", "camera"), ("studio", "fake", "upsampler"),
+                                     ("phone", "real", "camera")):
+        folder = root / source / label / generator
+        folder.mkdir(parents=True)
+        for i in range(20):
+            Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    return root
+
+
+def test_rules_name_a_family_by_its_generators_and_anything_else_as_a_source() -> None:
+    assert "generator=stylegan2" in exclusion_rules("stylegan")
+    assert exclusion_rules("rees451_lfw") == ["source=rees451_lfw"]
+
+
+def test_a_left_out_real_source_is_tested_with_the_test_splits_fakes(two_sources: Path, tmp_path: Path) -> None:
+    config = TrainConfig(data=[str(two_sources)], output=str(tmp_path / "run"), exclude=["source=phone"])
+    unseen, seen = held_out_rows(config, ["source=phone"])
+    test = build_splits(TrainConfig(data=[str(two_sources)], output=str(tmp_path / "run")))["test"]
+    assert sorted(unseen["source"]).count("phone") == 20  # every split's phone images, none of which trained
+    assert sorted(unseen.filter(lambda row: row["source"] != "phone")["path"]) == sorted(
+        test.filter(lambda row: row["label"] == 1)["path"])
+    assert "phone" not in seen["source"] and len(seen) == len(test.filter(lambda row: row["source"] != "phone"))
+    assert "phone" not in build_splits(config)["train"]["source"]
+
+
+def test_a_left_out_generator_is_tested_with_the_test_splits_reals(two_sources: Path, tmp_path: Path) -> None:
+    config = TrainConfig(data=[str(two_sources)], output=str(tmp_path / "run"))
+    unseen, _ = held_out_rows(config, ["generator=upsampler"])
+    assert sum(unseen["label"]) == 20
+    reals = unseen.filter(lambda row: row["label"] == 0)
+    test = build_splits(config)["test"]
+    assert sorted(reals["path"]) == sorted(test.filter(lambda row: row["label"] == 0)["path"]) and len(reals) > 0
+
+
+def test_augmentation_settings_parse_as_json_values() -> None:
+    assert parse_settings(["jpeg_p=0.3", "jpeg_quality=[50, 100]"]) == {"jpeg_p": 0.3, "jpeg_quality": [50, 100]}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        parse_settings(["jpeg_p"])
+    with pytest.raises(SystemExit, match="JSON value"):
+        parse_settings(["jpeg_quality=(50, 100)"])
