@@ -25,7 +25,7 @@ from hub_utils.ensemble import load_ensemble
 from training.augment import AugmentConfig
 from training.config import TrainConfig
 from training.evaluate import evaluate
-from training.train import build_splits, run
+from training.train import build_splits, matches_any, run
 
 FAMILIES = {
     "stylegan": ["stylegan", "stylegan2", "stylegan3", "stylegan_family_unverified"],
@@ -41,11 +41,7 @@ def exclusion_rules(name: str) -> list[str]:
 
 def held_out_rows(config: TrainConfig, rules: list[str]) -> tuple[datasets.Dataset, datasets.Dataset]:
     """(left-out rows of every split + the test split's rows of a class they lack, the test split without them)."""
-    pairs = [rule.partition("=")[::2] for rule in rules]
-
-    def left_out(row: dict) -> bool:
-        return any(row[column] == value for column, value in pairs)
-
+    left_out = matches_any(rules)
     splits = build_splits(replace(config, exclude=[]))
     every = datasets.concatenate_datasets([splits[name] for name in splits])
     unseen = every.filter(left_out)
@@ -102,7 +98,8 @@ def format_table(rows: list[dict]) -> str:
               "| seen-test bal. acc | threshold |")
     lines = [header, "|" + "---|" * 10]
     for r in rows:
-        lines.append(f"| {r['left_out']} | {(r['mode'] + ' ' + r.get('variant', '')).strip()} | {r['unseen_n_fake']} | {r['unseen_n_real']} | "
+        mode = f"{r['mode']} {r.get('variant', '')}".strip()
+        lines.append(f"| {r['left_out']} | {mode} | {r['unseen_n_fake']} | {r['unseen_n_real']} | "
                      f"{r['unseen_roc_auc']:.3f} | {r['unseen_balanced_accuracy']:.3f} | {r['unseen_fake_recall']:.3f} | "
                      f"{r['real_recall']:.3f} | {r['seen_balanced_accuracy']:.3f} | {r['threshold']:.3f} |")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +46,26 @@ BEST_NAME = "best.safetensors"
 LOG_NAME = "training_log.jsonl"
 
 
+def matches_any(rules: Sequence[str], option: str = "exclude") -> Callable[[dict[str, Any]], bool]:
+    """Whether a row matches any `generator=NAME` / `source=NAME` rule (`option` names the flag in errors)."""
+    pairs = []
+    for rule in rules:
+        column, _, value = rule.partition("=")
+        if column not in ("generator", "source") or not value:
+            raise ValueError(f"--{option} {rule!r}: use generator=NAME or source=NAME.")
+        pairs.append((column, value))
+    return lambda row: any(row[column] == value for column, value in pairs)
+
+
 def build_splits(config: TrainConfig) -> datasets.DatasetDict:
     """Usable rows of the sources, split by the loader; `exclude` leaves training and validation, `holdout` training only."""
     splits = split_dataset(drop_unusable(load_sources(config.data)), seed=config.seed)
     for option, rules, names in (("exclude", config.exclude, ("train", "validation")), ("holdout", config.holdout, ("train",))):
-        for rule in rules:
-            column, _, value = rule.partition("=")
-            if column not in ("generator", "source") or not value:
-                raise ValueError(f"--{option} {rule!r}: use generator=NAME or source=NAME.")
-            for name in names:
-                splits[name] = splits[name].filter(lambda row: row[column] != value)
+        if not rules:
+            continue
+        left_out = matches_any(rules, option)
+        for name in names:
+            splits[name] = splits[name].filter(lambda row: not left_out(row))
     return splits
 
 
