@@ -8,7 +8,8 @@ For each left-out family or source and each preprocessing mode, a small Efficien
 through `training.train` with those images excluded from training and validation; it is then scored through the one
 inference path, after neutral re-encoding, on every left-out image (none was seen), completed by the test split's
 images of the class that the left-out images lack (a generator family has no reals; a real-only source no fakes).
-`--augment KEY=VALUE ...` changes augmentation settings from their defaults (a variant, run and reported apart).
+`--augment KEY=VALUE ...` changes augmentation settings from their defaults (a variant, run and reported apart);
+`--seed N` repeats a run with other training randomness and another draw of the splits (reported apart too).
 Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
 """
 from __future__ import annotations
@@ -69,9 +70,10 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     settings = parse_settings(args.augment)
     variant = " ".join(f"{key}={json.dumps(value)}" for key, value in settings.items())
     suffix = "".join(f"-{key}{value}" for key, value in settings.items()).replace(" ", "")
+    suffix += f"-seed{args.seed}" if args.seed else ""
     config = TrainConfig(backbone="tf_efficientnet_lite0", pretrained="packaged", data=args.data,
                          output=str(args.runs / f"{name}-{mode}{suffix}"), epochs=args.epochs, image_size=160,
-                         num_workers=1, patience=args.epochs, exclude=rules,
+                         num_workers=1, patience=args.epochs, exclude=rules, seed=args.seed,
                          augment=AugmentConfig.from_dict({"mode": mode, **settings}))
     if not (Path(config.output) / "model.safetensors").is_file():
         run(config, resume=(Path(config.output) / "checkpoint").is_dir())
@@ -81,7 +83,7 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     unseen_report = evaluate(ensemble, unseen, neutral=True, perturbations=None)[model]
     seen_report = evaluate(ensemble, seen, neutral=True, perturbations=None)[model]
     fake_recall = unseen_report["per_class"]["fake"]["recall"]
-    return {"left_out": name, "mode": mode, "variant": variant, "threshold": unseen_report["threshold"],
+    return {"left_out": name, "mode": mode, "variant": variant, "seed": args.seed, "threshold": unseen_report["threshold"],
             "unseen_n_fake": unseen_report["per_class"]["fake"]["support"],
             "unseen_n_real": unseen_report["per_class"]["real"]["support"],
             "unseen_roc_auc": unseen_report["roc_auc"], "unseen_balanced_accuracy": unseen_report["balanced_accuracy"],
@@ -89,17 +91,17 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
             "seen_balanced_accuracy": seen_report["balanced_accuracy"], "seen_roc_auc": seen_report["roc_auc"]}
 
 
-def row_key(row: dict) -> tuple[str, str, str]:
-    return row["left_out"], row["mode"], row.get("variant", "")
+def row_key(row: dict) -> tuple[str, str, str, int]:
+    return row["left_out"], row["mode"], row.get("variant", ""), row.get("seed", 0)
 
 
 def format_table(rows: list[dict]) -> str:
-    header = ("| left out | mode | fakes | reals | AUC | bal. acc | fake recall | real recall "
+    header = ("| left out | mode | seed | fakes | reals | AUC | bal. acc | fake recall | real recall "
               "| seen-test bal. acc | threshold |")
-    lines = [header, "|" + "---|" * 10]
+    lines = [header, "|" + "---|" * 11]
     for r in rows:
         mode = f"{r['mode']} {r.get('variant', '')}".strip()
-        lines.append(f"| {r['left_out']} | {mode} | {r['unseen_n_fake']} | {r['unseen_n_real']} | "
+        lines.append(f"| {r['left_out']} | {mode} | {r.get('seed', 0)} | {r['unseen_n_fake']} | {r['unseen_n_real']} | "
                      f"{r['unseen_roc_auc']:.3f} | {r['unseen_balanced_accuracy']:.3f} | {r['unseen_fake_recall']:.3f} | "
                      f"{r['real_recall']:.3f} | {r['seen_balanced_accuracy']:.3f} | {r['threshold']:.3f} |")
     return "\n".join(lines)
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["resize"], choices=["resize", "crop"])
     parser.add_argument("--augment", nargs="*", default=[], metavar="KEY=VALUE", help="augmentation settings to change")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="training seed, which also redraws the splits")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
     args = parser.parse_args()

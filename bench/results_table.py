@@ -79,7 +79,8 @@ def section(reports: Path) -> str:
                   "2 epochs, trained without a generator family or a source, then scored after neutral re-encoding "
                   "on every left-out image plus the test split's images of the class they lack (its reals for a "
                   "family or a fake-only source, its fakes for a real-only source), at the run's validation "
-                  "threshold. Settings after the mode are changes to the default augmentation:",
+                  "threshold. Settings after the mode are changes to the default augmentation; a seed other than 0 also "
+                  "redraws the splits:",
                   format_table(loo)]
     if audit:
         parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.leave_one_out import exclusion_rules, held_out_rows, parse_settings
+from bench.leave_one_out import exclusion_rules, held_out_rows, parse_settings, row_key
 from training.config import TrainConfig
 from training.train import build_splits
 
@@ -49,6 +49,19 @@ def test_a_left_out_generator_is_tested_with_the_test_splits_reals(two_sources: 
     reals = unseen.filter(lambda row: row["label"] == 0)
     test = build_splits(config)["test"]
     assert sorted(reals["path"]) == sorted(test.filter(lambda row: row["label"] == 0)["path"]) and len(reals) > 0
+
+
+def test_a_second_seed_tests_on_its_own_draw_of_the_splits(two_sources: Path, tmp_path: Path) -> None:
+    reals_by_seed = {}
+    for seed in (0, 1):
+        config = TrainConfig(data=[str(two_sources)], output=str(tmp_path / "run"), seed=seed)
+        unseen, _ = held_out_rows(config, ["generator=upsampler"])
+        test = build_splits(config)["test"]
+        reals_by_seed[seed] = sorted(unseen.filter(lambda row: row["label"] == 0)["path"])
+        assert reals_by_seed[seed] == sorted(test.filter(lambda row: row["label"] == 0)["path"])
+    assert reals_by_seed[0] != reals_by_seed[1]
+    row = {"left_out": "stylegan", "mode": "resize", "variant": ""}
+    assert row_key(row) == row_key({**row, "seed": 0}) != row_key({**row, "seed": 1})
 
 
 def test_augmentation_settings_parse_as_json_values() -> None:
