@@ -65,16 +65,21 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
     return settings
 
 
-def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
-    rules = exclusion_rules(name)
+def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
+    """The small model's config without `name`; `--seed` sets both the training and the split seed."""
     settings = parse_settings(args.augment)
-    variant = " ".join(f"{key}={json.dumps(value)}" for key, value in settings.items())
     suffix = "".join(f"-{key}{value}" for key, value in settings.items()).replace(" ", "")
     suffix += f"-seed{args.seed}" if args.seed else ""
-    config = TrainConfig(backbone="tf_efficientnet_lite0", pretrained="packaged", data=args.data,
-                         output=str(args.runs / f"{name}-{mode}{suffix}"), epochs=args.epochs, image_size=160,
-                         num_workers=1, patience=args.epochs, exclude=rules, seed=args.seed,
-                         augment=AugmentConfig.from_dict({"mode": mode, **settings}))
+    return TrainConfig(backbone="tf_efficientnet_lite0", pretrained="packaged", data=args.data,
+                       output=str(args.runs / f"{name}-{mode}{suffix}"), epochs=args.epochs, image_size=160,
+                       num_workers=1, patience=args.epochs, exclude=exclusion_rules(name), seed=args.seed,
+                       split_seed=args.seed, augment=AugmentConfig.from_dict({"mode": mode, **settings}))
+
+
+def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
+    config = run_config(name, mode, args)
+    rules = config.exclude
+    variant = " ".join(f"{key}={json.dumps(value)}" for key, value in parse_settings(args.augment).items())
     if not (Path(config.output) / "model.safetensors").is_file():
         run(config, resume=(Path(config.output) / "checkpoint").is_dir())
     unseen, seen = held_out_rows(config, rules)
@@ -107,7 +112,7 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", nargs="+", default=["../shared/data/faces"])
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
@@ -118,7 +123,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed, which also redraws the splits")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     rows = [run_one(name, mode, args) for name in args.families + args.sources for mode in args.modes]
     done = {row_key(row) for row in rows}
     earlier = json.loads(args.output.read_text()) if args.output.is_file() else []

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.leave_one_out import exclusion_rules, held_out_rows, parse_settings, row_key
+from bench.leave_one_out import build_parser, exclusion_rules, held_out_rows, parse_settings, row_key, run_config
 from training.config import TrainConfig
 from training.train import build_splits
 
@@ -54,7 +54,8 @@ def test_a_left_out_generator_is_tested_with_the_test_splits_reals(two_sources: 
 def test_a_second_seed_tests_on_its_own_draw_of_the_splits(two_sources: Path, tmp_path: Path) -> None:
     reals_by_seed = {}
     for seed in (0, 1):
-        config = TrainConfig(data=[str(two_sources)], output=str(tmp_path / "run"), seed=seed)
+        config = run_config("upsampler", "resize", build_parser().parse_args(
+            ["--data", str(two_sources), "--seed", str(seed), "--runs", str(tmp_path)]))
         unseen, _ = held_out_rows(config, ["generator=upsampler"])
         test = build_splits(config)["test"]
         reals_by_seed[seed] = sorted(unseen.filter(lambda row: row["label"] == 0)["path"])

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from hub_utils import load_detector
 from hub_utils.card import write_model_card
 from tests.conftest import REPO_ROOT, make_model_folder
-from training.config import TrainConfig
+from training.config import TrainConfig, build_parser, resolve_config
 from training.train import build_splits, data_summary
 
 
@@ -162,6 +162,16 @@ def test_holdout_leaves_training_only_and_the_card_says_so(tmp_path: Path, gener
     folder = make_model_folder(tmp_path / "held", training_data=data_summary(splits, held))
     card = write_model_card(folder).read_text()
     assert "| fake/upsampler | 0 |" in card and "never saw: generator=upsampler" in card
+
+
+def test_training_seed_keeps_the_split_and_split_seed_redraws_it(tmp_path: Path, generated: Path) -> None:
+    def test_files(**seeds: int) -> list[str]:
+        return sorted(build_splits(TrainConfig(data=[str(generated)], output=str(tmp_path / "run"), **seeds))["test"]["path"])
+
+    assert test_files(seed=1) == test_files(seed=0)
+    assert test_files(split_seed=1) != test_files(split_seed=0)
+    args = build_parser().parse_args(["--data", str(generated), "--output", "out", "--seed", "3", "--split-seed", "2"])
+    assert (resolve_config(args).seed, resolve_config(args).split_seed) == (3, 2)
 
 
 def test_fine_tuning_from_a_model_folder_at_another_size(tmp_path: Path, generated: Path) -> None:

@@ -25,7 +25,8 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 0.5
     patience: int = 3
-    seed: int = 0
+    seed: int = 0  # initialisation of the head, sampling and augmentation
+    split_seed: int = 0  # the train/validation/test draw, kept apart so seeds can be compared on one test split
     mixed_precision: str = "no"  # no | fp16 | bf16 (Accelerate)
     channels_last: bool = True
     num_workers: int = 2
@@ -68,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, dest="image_size")
     parser.add_argument("--batch-size", type=int, dest="batch_size")
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=int, help="seed of initialisation, sampling and augmentation")
+    parser.add_argument("--split-seed", type=int, dest="split_seed",
+                        help="seed of the train/validation/test split (default 0, the split the reports use)")
     parser.add_argument("--preprocessing", choices=["resize", "crop"], help="resize to the model size, or native-resolution crops")
     parser.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "fp16", "bf16"])
     parser.add_argument("--num-workers", type=int, dest="num_workers")
@@ -86,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the --config file, then explicit flags."""
     values: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
-    for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed",
+    for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed", "split_seed",
                  "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
                  "keep_checkpoint"):
         if getattr(args, name) is not None:

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", nargs="+", required=True, help="sources, as for training")
     parser.add_argument("--output", required=True, help="report JSON; plots are written beside it")
     parser.add_argument("--split", help="train, validation or test of the loader's split (default: every image)")
-    parser.add_argument("--seed", type=int, default=0, help="split seed (must match training)")
+    parser.add_argument("--seed", type=int, default=0, help="split seed (training's --split-seed)")
     parser.add_argument("--perturbations", help="'all', or a comma list of names and name:severity items")
     parser.add_argument("--neutral", action="store_true", help="neutral re-encoding first (format-free evaluation)")
     parser.add_argument("--ensemble-threshold", type=float, help="default: models/ensemble.json or 0.5")

@@ -59,7 +59,7 @@ def matches_any(rules: Sequence[str], option: str = "exclude") -> Callable[[dict
 
 def build_splits(config: TrainConfig) -> datasets.DatasetDict:
     """Usable rows of the sources, split by the loader; `exclude` leaves training and validation, `holdout` training only."""
-    splits = split_dataset(drop_unusable(load_sources(config.data)), seed=config.seed)
+    splits = split_dataset(drop_unusable(load_sources(config.data)), seed=config.split_seed)
     for option, rules, names in (("exclude", config.exclude, ("train", "validation")), ("holdout", config.holdout, ("train",))):
         if not rules:
             continue
