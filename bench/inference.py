@@ -1,5 +1,6 @@
 """Inference throughput: the CLI's path (`Detector.predict` on files) against a bare timm forward of the same
-weights on the same files, at batch 1 and 32 on 2 threads, plus the throughput with face detection.
+weights on the same files, at batch 1 and 32 on 2 threads, plus the throughput with face detection. The bare forward
+scores one view; a model with test-time flip scores two, so expect about half the bare throughput there.
 
     python -m bench.inference [--model models/effnet-lite0-resize192] [--images 96] [--threads 2]
 """
@@ -68,7 +69,8 @@ def main() -> None:
         model = timm.create_model(f"local-dir:{args.model}", pretrained=True).eval()
         model = model.to(memory_format=torch.channels_last)
         transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))
-        print(f"model {args.model} ({detector.deepfake.preprocessing}, {detector.config['pretrained_cfg']['input_size'][-1]} px); "
+        flip = ", test-time flip: 2 forward passes per face" if detector.deepfake.test_time_flip else ""
+        print(f"model {args.model} ({detector.deepfake.preprocessing}, {detector.config['pretrained_cfg']['input_size'][-1]} px{flip}); "
               f"{len(paths)} images; {args.threads} threads; torch {torch.__version__}; {platform.processor() or platform.machine()}")
         print(f"{'batch':>5} {'bare timm img/s':>16} {'predict img/s':>14} {'ratio':>6}")
         for batch_size in (1, 32):

@@ -9,7 +9,8 @@ through `training.train` with those images excluded from training and validation
 inference path, after neutral re-encoding, on every left-out image (none was seen), completed by the test split's
 images of the class that the left-out images lack (a generator family has no reals; a real-only source no fakes).
 `--augment KEY=VALUE ...` changes augmentation settings from their defaults (a variant, run and reported apart);
-`--seed N` repeats a run with other training randomness and another draw of the splits (reported apart too).
+`--seed N` repeats a run with other training randomness and another draw of the splits (reported apart too);
+`--npr` trains on NPR residuals instead of pixels (reported apart too).
 Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
 """
 from __future__ import annotations
@@ -70,16 +71,18 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
     settings = parse_settings(args.augment)
     suffix = "".join(f"-{key}{value}" for key, value in settings.items()).replace(" ", "")
     suffix += f"-seed{args.seed}" if args.seed else ""
+    suffix += "-npr" if args.npr else ""
     return TrainConfig(backbone="tf_efficientnet_lite0", pretrained="packaged", data=args.data,
                        output=str(args.runs / f"{name}-{mode}{suffix}"), epochs=args.epochs, image_size=160,
                        num_workers=1, patience=args.epochs, exclude=exclusion_rules(name), seed=args.seed,
-                       split_seed=args.seed, augment=AugmentConfig.from_dict({"mode": mode, **settings}))
+                       split_seed=args.seed, npr=args.npr, augment=AugmentConfig.from_dict({"mode": mode, **settings}))
 
 
 def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     config = run_config(name, mode, args)
     rules = config.exclude
-    variant = " ".join(f"{key}={json.dumps(value)}" for key, value in parse_settings(args.augment).items())
+    settings = [f"{key}={json.dumps(value)}" for key, value in parse_settings(args.augment).items()]
+    variant = " ".join((["npr"] if args.npr else []) + settings)
     if not (Path(config.output) / "model.safetensors").is_file():
         run(config, resume=(Path(config.output) / "checkpoint").is_dir())
     unseen, seen = held_out_rows(config, rules)
@@ -121,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augment", nargs="*", default=[], metavar="KEY=VALUE", help="augmentation settings to change")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="training seed, which also redraws the splits")
+    parser.add_argument("--npr", action="store_true", help="train and score on NPR residuals instead of pixels")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
     return parser

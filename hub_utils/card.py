@@ -14,6 +14,10 @@ EVALUATION_NAME = "evaluation.json"
 DATA_TERMS = ("Trained on ../shared/data/faces: FFHQ (CC BY-NC-SA 4.0), CelebA (non-commercial research), LFW and "
               "StyleGAN outputs (NVIDIA non-commercial licences), and tiles from public repositories. The weights "
               "are the project's own work and, like their data, are for research and non-commercial use only.")
+FLIP_NOTE = (" for one view; `load_detector` averages the logits of each face and its mirror image, as the threshold "
+             "and temperature were fitted, and timm or transformers users can do the same")
+NPR_NOTE = ("; the network sees the NPR residual of its input, `hub_utils.preprocess.npr_residual`, which bare timm "
+            "or transformers users must apply themselves")
 HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc", "average_precision")
 
 TEMPLATE = """---
@@ -25,8 +29,8 @@ TEMPLATE = """---
 {{ status }}
 
 A real-vs-GAN face-image detector (`{{ architecture }}`, {{ preprocessing }} preprocessing at {{ size }} px, face crop
-{{ face_crop }}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, so timm and
-transformers give the same probability); verdict `fake` when P(fake) >= **{{ threshold }}**.
+{{ face_crop }}{{ npr }}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, so timm and
+transformers give the same probability{{ flip }}); verdict `fake` when P(fake) >= **{{ threshold }}**.
 
 ## Use
 
@@ -138,6 +142,8 @@ def build_model_card(folder: Path) -> ModelCard:
         data, template_str=TEMPLATE, name=name, architecture=config["architecture"], size=size,
         preprocessing=deepfake.get("preprocessing", "resize"), threshold=round(deepfake.get("threshold", 0.5), 4),
         face_crop="on" if deepfake.get("face_crop", {}).get("enabled", True) else "off",
+        flip=FLIP_NOTE if deepfake.get("test_time_flip") else "",
+        npr=NPR_NOTE if deepfake.get("npr") else "",
         status="" if deepfake.get("trained", True) else "**UNTRAINED PLACEHOLDER: its scores mean nothing.**",
         terms=DATA_TERMS, data_table=data_table, initialised=_initialisation(training_data),
         results=_results_markdown(reports, evaluation) + "\n\n" + _plots_markdown(folder))

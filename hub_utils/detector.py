@@ -11,12 +11,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from PIL import Image
+from scipy.special import expit
 
 from .faces import Face, FaceFinder, FaceSettings, face_regions
 from .hub import resolve_model_source, split_revision
 from .images import ImageError, ImageInput, load_image
-from .model_folder import FAKE_INDEX, DeepfakeConfig, load_model
-from .preprocess import build_preprocess
+from .model_folder import FAKE_INDEX, REAL_INDEX, DeepfakeConfig, load_model
+from .preprocess import build_preprocess, npr_residual
 
 _default_face_finder: FaceFinder | None = None
 
@@ -88,19 +89,33 @@ class Detector:
         faces = self.face_finder.find(image) if settings.enabled else []
         return [(region, face) for region, face, _ in face_regions(image, faces, settings)]
 
+    def model_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """What the network sees of a preprocessed batch: the pixels, or their NPR residual."""
+        return npr_residual(batch) if self.deepfake.npr else batch
+
+    @torch.inference_mode()
+    def fake_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """log(P(fake) / P(real)) of each input; with `test_time_flip`, the mean over the input and its mirror image."""
+        views = (batch, batch.flip(-1)) if self.deepfake.test_time_flip else (batch,)
+        logits = torch.stack([self.model(self.model_input(view)).float() for view in views]).mean(dim=0)
+        return logits[:, FAKE_INDEX] - logits[:, REAL_INDEX]
+
     @torch.inference_mode()
     def score_regions(self, regions: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
-        """P(fake) for each region; the windows of one region (mode `tile`) are averaged."""
+        """P(fake) for each region; the logits of a region's windows (mode `tile`) are averaged.
+
+        Averaging logits, not probabilities, keeps the folded temperature exact: mean(z / T) = mean(z) / T.
+        """
         inputs = [self.preprocess(region) for region in regions]
         owners = np.concatenate([np.full(len(x), i) for i, x in enumerate(inputs)]) if inputs else np.zeros(0, int)
         stacked = torch.cat(inputs) if inputs else torch.zeros(0)
         device = next(self.model.parameters()).device
-        probabilities = []
+        logits = []
         for start in range(0, len(stacked), batch_size):
             batch = stacked[start:start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
-            probabilities.append(self.model(batch).float().softmax(dim=1)[:, FAKE_INDEX].cpu().numpy())
-        flat = np.concatenate(probabilities) if probabilities else np.zeros(0)
-        return np.array([flat[owners == i].mean() for i in range(len(inputs))], dtype=np.float64)
+            logits.append(self.fake_logits(batch).cpu().numpy())
+        flat = np.concatenate(logits) if logits else np.zeros(0)
+        return expit(np.array([flat[owners == i].mean() for i in range(len(inputs))], dtype=np.float64))
 
     def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None, batch_size: int = 32,
                 face_crop: bool | None = None) -> list[ImageScore]:

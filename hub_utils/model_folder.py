@@ -15,6 +15,7 @@ from .faces import FaceSettings
 
 LABEL_NAMES = ["real", "fake"]
 FAKE_INDEX = LABEL_NAMES.index("fake")
+REAL_INDEX = LABEL_NAMES.index("real")
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
@@ -34,6 +35,8 @@ class DeepfakeConfig:
     preprocessing: str = "resize"
     face_crop: FaceSettings = field(default_factory=FaceSettings)
     temperature: float = 1.0
+    test_time_flip: bool = False  # average the logits of each input and its mirror image
+    npr: bool = False  # the model sees `preprocess.npr_residual` of its input, not the pixels
     trained: bool = True
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)

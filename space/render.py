@@ -130,6 +130,8 @@ def model_markdown(model: dict[str, Any]) -> str:
     state = "trained" if model["trained"] else "**untrained: its scores are meaningless**"
     facts = [("revision", model["revision"]), ("architecture", model["architecture"]), ("state", state),
              ("decision threshold", model["threshold"]), ("preprocessing", model["preprocessing"]),
+             ("model input", "NPR residual" if model["npr"] else "pixels"),
+             ("mirror-image averaging", "on" if model["test_time_flip"] else "off"),
              ("face crop", json.dumps(model["face_crop"])),
              ("training data", json.dumps(model["training_data"]) if model["training_data"] else "not stated"),
              ("terms (license)", model["license"] or "not stated")]

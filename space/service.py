@@ -161,7 +161,8 @@ class DetectorService:
         return {
             "name": detector.name, "revision": detector.revision, "architecture": detector.config["architecture"],
             "trained": deepfake.trained, "threshold": deepfake.threshold, "preprocessing": deepfake.preprocessing,
-            "face_crop": asdict(deepfake.face_crop), "training_data": deepfake.training_data,
+            "test_time_flip": deepfake.test_time_flip, "npr": deepfake.npr, "face_crop": asdict(deepfake.face_crop),
+            "training_data": deepfake.training_data,
             "metrics": deepfake.metrics, "license": card_data.get("license"),
             "model_index": card_data.get("model-index", []), "card": card_body,
         }

@@ -227,7 +227,10 @@ def test_models_metadata_and_card(service):
     assert [m["name"] for m in metadata["models"]] == ["tiny-resize", "tiny-tile"]
     page = render.model_markdown(metadata["models"][0])
     assert "decision threshold | 0.5" in page and "cc-by-nc-sa-4.0" in page and "| stylegan | 0.91 |" in page
-    assert "license:" not in page and "untrained" in page
+    assert "license:" not in page and "untrained" in page and "mirror-image averaging | off" in page
+    assert "model input | pixels" in page
+    switched = render.model_markdown({**metadata["models"][0], "test_time_flip": True, "npr": True})
+    assert "mirror-image averaging | on" in switched and "model input | NPR residual" in switched
 
 
 # the real server --------------------------------------------------------------------------------------------------

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, ImageOps
+from scipy.special import expit, logit
 
 from hub_utils import load_detector
-from hub_utils.preprocess import tile_to_size, window_origins
+from hub_utils.preprocess import npr_residual, tile_to_size, window_origins
 from tests.conftest import make_model_folder
+from training.calibrate import apply_temperature, fold_temperature
 
 
 def test_one_result_per_face_and_whole_image_fallback(model_dir: Path, astronaut: Image.Image) -> None:
@@ -59,6 +62,49 @@ def test_native_resolution_modes(tmp_path: Path, mode: str, windows: int) -> Non
     assert detector.preprocess(region).shape == (windows, 3, 64, 64)
     small = Image.new("RGB", (40, 50))
     assert detector.preprocess(small).shape[-2:] == (64, 64)
+
+
+def test_test_time_flip_scores_an_image_and_its_mirror_alike(tmp_path: Path, lfw_faces: list[Image.Image]) -> None:
+    plain = load_detector(make_model_folder(tmp_path / "plain"))
+    flipping = load_detector(make_model_folder(tmp_path / "flip", test_time_flip=True))  # same seed: same weights
+    mirrors = [ImageOps.mirror(image) for image in lfw_faces]
+
+    def scores(detector, images):
+        return np.array([r.fake_probability for r in detector.predict(images, face_crop=False)])
+
+    upright, mirrored = scores(plain, lfw_faces), scores(plain, mirrors)
+    assert np.abs(upright - mirrored).max() > 1e-3  # the bare model is not mirror-symmetric
+    np.testing.assert_allclose(scores(flipping, lfw_faces), scores(flipping, mirrors), atol=1e-6)
+    np.testing.assert_allclose(scores(flipping, lfw_faces), expit((logit(upright) + logit(mirrored)) / 2), atol=1e-6)
+
+
+def test_views_average_logits_so_a_folded_temperature_stays_exact(tmp_path: Path) -> None:
+    detector = load_detector(make_model_folder(tmp_path / "tile", preprocessing="tile", test_time_flip=True))
+    rng = np.random.default_rng(2)
+    regions = [Image.fromarray(rng.integers(0, 255, (150, 130, 3), dtype=np.uint8)) for _ in range(3)]
+    fold_temperature(detector.model, 0.02)  # sharpen the random head, so its windows disagree strongly
+    before = detector.score_regions(regions)
+    fold_temperature(detector.model, 3.0)
+    np.testing.assert_allclose(detector.score_regions(regions), apply_temperature(before, 3.0), atol=1e-6)
+
+
+def test_npr_residual_vanishes_on_nearest_upsampled_pixels() -> None:
+    pixels = torch.rand(2, 3, 7, 9, generator=torch.Generator().manual_seed(0))
+    upsampled = pixels.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)  # a 2x nearest-neighbour upsampler
+    assert torch.equal(npr_residual(upsampled), torch.zeros_like(upsampled))
+    residual = npr_residual(pixels)
+    assert residual.shape == pixels.shape and torch.equal(residual[..., ::2, ::2], torch.zeros(2, 3, 4, 5))
+    assert torch.allclose(residual[..., 1, 1], pixels[..., 1, 1] - pixels[..., 0, 0])
+
+
+def test_an_npr_folder_feeds_the_model_residuals(tmp_path: Path, astronaut: Image.Image) -> None:
+    detector = load_detector(make_model_folder(tmp_path / "npr", npr=True))
+    region, _ = detector.regions(astronaut)[0]
+    with torch.no_grad():
+        logits = detector.model(npr_residual(detector.preprocess(region)))
+    expected = (logits[0, 1] - logits[0, 0]).sigmoid().item()
+    assert detector.score_regions([region])[0] == pytest.approx(expected, abs=1e-6)
+    assert load_detector(make_model_folder(tmp_path / "pixels")).score_regions([region])[0] != pytest.approx(expected, abs=1e-4)
 
 
 def test_tiling_helpers() -> None:

@@ -20,9 +20,11 @@ from safetensors.torch import load_file
 
 from hub_utils import load_detector
 from hub_utils.card import write_model_card
+from hub_utils.preprocess import npr_residual
 from tests.conftest import REPO_ROOT, make_model_folder
+from training.backbone import create_backbone
 from training.config import TrainConfig, build_parser, resolve_config
-from training.train import build_splits, data_summary
+from training.train import build_splits, data_summary, train_one_epoch
 
 
 def write_generated_tree(root: Path, per_class: int = 24, size: int = 64) -> Path:
@@ -190,3 +192,19 @@ def test_fine_tuning_from_a_model_folder_at_another_size(tmp_path: Path, generat
     card = (second / "README.md").read_text()
     assert f"Fine-tuned further from `{first}`" in card and "at 96 px" in card
     assert "Trained from random initialisation." in (first / "README.md").read_text()
+
+
+@pytest.mark.parametrize("npr", [False, True])
+def test_the_training_step_feeds_pixels_or_npr_residuals(tmp_path: Path, npr: bool) -> None:
+    from accelerate import Accelerator
+
+    model = create_backbone("test_efficientnet", "none", 32)
+    seen: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    inputs, labels = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 0, 1])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    config = TrainConfig(data=["unused"], output=str(tmp_path), npr=npr)
+    train_one_epoch(model, [(inputs, labels)], optimizer, scheduler, Accelerator(cpu=True), config, 1)
+    assert torch.allclose(seen[0], npr_residual(inputs) if npr else inputs)
+    assert resolve_config(build_parser().parse_args(["--data", "d", "--output", "o", "--npr"])).npr

@@ -37,6 +37,8 @@ class TrainConfig:
     exclude: list[str] = field(default_factory=list)  # "generator=NAME" / "source=NAME": left out of training
     holdout: list[str] = field(default_factory=list)  # same rules: out of training, kept in validation (threshold)
     keep_checkpoint: bool = False
+    test_time_flip: bool = False  # validation and the model folder average each face with its mirror image
+    npr: bool = False  # train on the NPR residual of each input (hub_utils.preprocess.npr_residual)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @property
@@ -82,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="leave out of training but keep in validation, so the threshold is chosen with an unseen generator")
     parser.add_argument("--patience", type=int)
     parser.add_argument("--keep-checkpoint", action="store_true", default=None, dest="keep_checkpoint")
+    parser.add_argument("--npr", action="store_true", default=None,
+                        help="feed the model the NPR residual x - up(down(x)) instead of pixels (use with crop preprocessing)")
+    parser.add_argument("--test-time-flip", action="store_true", default=None, dest="test_time_flip",
+                        help="score each face and its mirror image and average the logits (validation and the model folder)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
     return parser
 
@@ -91,7 +97,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
     for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed", "split_seed",
                  "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
-                 "keep_checkpoint"):
+                 "keep_checkpoint", "test_time_flip", "npr"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig.from_dict(values)
