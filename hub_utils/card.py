@@ -104,16 +104,24 @@ def _plots_markdown(folder: Path) -> str:
 
 
 def _initialisation(training_data: dict[str, Any]) -> str:
-    """Where the weights started: ImageNet (`hub`, `packaged`), nothing, or another model folder fine-tuned further."""
+    """Where the weights started (ImageNet, nothing, or another model folder), and whether they are a soup of runs."""
     start = training_data.get("pretrained")
     backbone = training_data.get("backbone", "the backbone")
     if start in (None, ""):
         return ""
     if start in ("hub", "packaged"):
-        return f"Initialised from ImageNet weights of {backbone} ({start})."
-    if start == "none":
-        return "Trained from random initialisation."
-    return f"Fine-tuned further from `{start}` (its weights; a new classifier head), at {training_data.get('image_size')} px."
+        text = f"Initialised from ImageNet weights of {backbone} ({start})."
+    elif start == "none":
+        text = "Trained from random initialisation."
+    else:
+        text = f"Fine-tuned further from `{start}` (its weights; a new classifier head), at {training_data.get('image_size')} px."
+    soup = training_data.get("weight_average")
+    if soup:
+        text += (f" The weights are the uniform average of {len(soup['members'])} runs of this recipe (seeds "
+                 f"{', '.join(map(str, soup['seeds']))}: {', '.join(soup['members'])}), with BatchNorm statistics "
+                 + (f"estimated afresh on {soup['batchnorm_batches']} training batches" if soup["batchnorm_batches"]
+                    else "averaged too") + " (`python -m training.soup`).")
+    return text
 
 
 def build_model_card(folder: Path) -> ModelCard:

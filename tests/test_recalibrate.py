@@ -38,11 +38,17 @@ def test_recalibration_refits_on_validation_and_adds_the_flip(tmp_path: Path) ->
     flipped = read_config(output)[1]
     assert flipped.test_time_flip and flipped.training_data == trained.training_data
     assert "mirror image" in (output / "README.md").read_text()
-    validation = build_splits(TrainConfig(data=[str(generated)], output=str(output)))["validation"]
-    scores = [r.fake_probability for r in load_detector(output).predict(
+    assert_scores_as_recorded(output, generated)
+
+
+def assert_scores_as_recorded(folder: Path, data: Path) -> None:
+    """The folder, loaded as users load it, scores its neutral validation images as its recorded metrics say."""
+    deepfake = read_config(folder)[1]
+    validation = build_splits(TrainConfig(data=[str(data)]))["validation"]
+    scores = [r.fake_probability for r in load_detector(folder).predict(
         [neutral_reencode(image_of(row)) for row in validation])]
-    recorded = flipped.metrics["validation_neutral"]
-    measured = compute_metrics(np.asarray(validation["label"]), np.asarray(scores), flipped.threshold)
+    recorded = deepfake.metrics["validation_neutral"]
+    measured = compute_metrics(np.asarray(validation["label"]), np.asarray(scores), deepfake.threshold)
     assert measured["balanced_accuracy"] == pytest.approx(recorded["balanced_accuracy"])
     assert measured["roc_auc"] == pytest.approx(recorded["roc_auc"])
 

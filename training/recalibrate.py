@@ -1,6 +1,6 @@
 """Recalibrate a trained model folder on its own validation split, optionally with test-time flip averaging.
 
-    python -m training.recalibrate --model models/effnet-lite2-resize224-procaug --data ../shared/data/faces \
+    python -m training.recalibrate --model models/effnet-lite2-resize224-soup --data ../shared/data/faces \
         --test-time-flip
 
 The split, face margin and preprocessing come from the folder's `train_config.json`. The stored temperature is
@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import torch
 
 from hub_utils.card import EVALUATION_NAME, write_model_card
 from hub_utils.faces import FaceFinder
@@ -37,14 +39,26 @@ def recalibrate(folder: Path, data: list[str], test_time_flip: bool, face_cache:
     config.data, config.test_time_flip = list(data), test_time_flip
     if face_cache:
         config.face_cache = face_cache
-    validator = Validator(build_splits(config)["validation"], FaceFinder(config.face_cache))
     fold_temperature(model, 1.0 / previous.temperature)
+    return refit(model, config, previous, folder)
+
+
+def refit(model: torch.nn.Module, config: TrainConfig, previous: DeepfakeConfig, folder: Path) -> DeepfakeConfig:
+    """Fit temperature and threshold of a model with no folded temperature on `config`'s validation split, then
+    write it to `folder` with `previous`'s face crop and training data, and its card."""
+    validator = Validator(build_splits(config)["validation"], FaceFinder(config.face_cache))
     deepfake = calibrate(model, validator, config)
     deepfake.face_crop, deepfake.training_data = previous.face_crop, previous.training_data
     save_model_folder(model, folder, deepfake)
     (folder / EVALUATION_NAME).unlink(missing_ok=True)
     write_model_card(folder)
     return deepfake
+
+
+def calibration_summary(deepfake: DeepfakeConfig) -> str:
+    metrics = deepfake.metrics["validation_neutral"]
+    return (f"temperature {deepfake.temperature:.4f}, threshold {deepfake.threshold:.4f}, validation balanced accuracy "
+            f"{metrics['balanced_accuracy']:.4f}, AUC {metrics['roc_auc']:.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,10 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFolderError, DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    metrics = deepfake.metrics["validation_neutral"]
-    print(f"{args.model}: temperature {deepfake.temperature:.4f}, threshold {deepfake.threshold:.4f}, validation "
-          f"balanced accuracy {metrics['balanced_accuracy']:.4f}, AUC {metrics['roc_auc']:.4f}; "
-          f"rerun training.evaluate --update-card for the test figures")
+    print(f"{args.model}: {calibration_summary(deepfake)}; rerun training.evaluate --update-card for the test figures")
     return 0
 
 

@@ -143,6 +143,19 @@ def save_best(folder: Path, model: torch.nn.Module) -> None:
     os.replace(tmp, folder / BEST_NAME)
 
 
+def train_loader(config: TrainConfig, split: datasets.Dataset, data_config: dict[str, Any],
+                 num_samples: int | None = None) -> torch.utils.data.DataLoader:
+    """Augmented batches drawn label- and generator-balanced; by default as many faces as the split holds."""
+    transform = build_train_transform(config.augment, config.image_size, data_config["mean"], data_config["std"])
+    dataset = FaceCropDataset(split, transform, FaceSettings(margin=config.face_margin), config.face_cache,
+                              config.neutral_p, config.seed)
+    sampler = torch.utils.data.WeightedRandomSampler(balanced_weights(dataset.labels, list(split["generator"])),
+                                                     num_samples or len(dataset))
+    return torch.utils.data.DataLoader(dataset, config.batch_size, sampler=sampler, num_workers=config.num_workers,
+                                       worker_init_fn=seed_worker, drop_last=True,
+                                       persistent_workers=config.num_workers > 0)
+
+
 def calibrate(model: torch.nn.Module, validator: Validator, config: TrainConfig) -> DeepfakeConfig:
     """Fit temperature and threshold on neutrally re-encoded validation images; fold the temperature in."""
     scores = validator.score(model, config, neutral=True)
@@ -171,15 +184,7 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
         model = model.to(memory_format=torch.channels_last)
     splits = build_splits(config)
     face_finder = FaceFinder(config.face_cache)
-    data_config = model.pretrained_cfg
-    transform = build_train_transform(config.augment, config.image_size, data_config["mean"], data_config["std"])
-    train_set = FaceCropDataset(splits["train"], transform, FaceSettings(margin=config.face_margin), config.face_cache,
-                                config.neutral_p, config.seed)
-    sampler = torch.utils.data.WeightedRandomSampler(
-        balanced_weights(train_set.labels, list(splits["train"]["generator"])), len(train_set))
-    loader = torch.utils.data.DataLoader(train_set, config.batch_size, sampler=sampler, num_workers=config.num_workers,
-                                         worker_init_fn=seed_worker, drop_last=True,
-                                         persistent_workers=config.num_workers > 0)
+    loader = train_loader(config, splits["train"], model.pretrained_cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_epochs * steps_per_epoch),
