@@ -17,7 +17,7 @@ from .faces import Face, FaceFinder, FaceSettings, face_regions
 from .hub import resolve_model_source, split_revision
 from .images import ImageError, ImageInput, load_image
 from .model_folder import FAKE_INDEX, REAL_INDEX, DeepfakeConfig, load_model
-from .preprocess import build_preprocess, npr_residual
+from .preprocess import build_preprocess, model_input
 
 _default_face_finder: FaceFinder | None = None
 
@@ -91,7 +91,7 @@ class Detector:
 
     def model_input(self, batch: torch.Tensor) -> torch.Tensor:
         """What the network sees of a preprocessed batch: the pixels, or their NPR residual."""
-        return npr_residual(batch) if self.deepfake.npr else batch
+        return model_input(batch, self.deepfake.npr)
 
     @torch.inference_mode()
     def fake_logits(self, batch: torch.Tensor) -> torch.Tensor:

@@ -65,6 +65,11 @@ def npr_residual(batch: torch.Tensor) -> torch.Tensor:
     return batch - anchors[..., :height, :width]
 
 
+def model_input(batch: torch.Tensor, npr: bool) -> torch.Tensor:
+    """What the network sees of a preprocessed batch: the pixels, or with `npr` their NPR residual."""
+    return npr_residual(batch) if npr else batch
+
+
 def input_size(config: dict[str, Any]) -> int:
     """The square side the model expects."""
     return int(resolve_data_config(pretrained_cfg=config["pretrained_cfg"])["input_size"][-1])

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+import datasets
 import torch
 
 from hub_utils.card import EVALUATION_NAME, write_model_card
@@ -31,22 +32,28 @@ TRAIN_CONFIG_NAME = "train_config.json"
 def recalibrate(folder: Path, data: list[str], test_time_flip: bool, face_cache: str | None = None) -> DeepfakeConfig:
     """Refit temperature and threshold of `folder` on its validation split and rewrite the folder and its card."""
     folder = Path(folder)
-    model, _, previous = load_model(folder)
-    config_path = folder / TRAIN_CONFIG_NAME
-    if not config_path.is_file():
-        raise ModelFolderError(f"{folder}: no {TRAIN_CONFIG_NAME}, so its validation split cannot be rebuilt.")
-    config = TrainConfig.from_dict(json.loads(config_path.read_text()))
+    model, previous, config = read_trained_folder(folder)
     config.data, config.test_time_flip = list(data), test_time_flip
     if face_cache:
         config.face_cache = face_cache
-    fold_temperature(model, 1.0 / previous.temperature)
-    return refit(model, config, previous, folder)
+    return refit(model, config, build_splits(config)["validation"], previous, folder)
 
 
-def refit(model: torch.nn.Module, config: TrainConfig, previous: DeepfakeConfig, folder: Path) -> DeepfakeConfig:
-    """Fit temperature and threshold of a model with no folded temperature on `config`'s validation split, then
-    write it to `folder` with `previous`'s face crop and training data, and its card."""
-    validator = Validator(build_splits(config)["validation"], FaceFinder(config.face_cache))
+def read_trained_folder(folder: Path) -> tuple[torch.nn.Module, DeepfakeConfig, TrainConfig]:
+    """A trained folder's model with its folded temperature taken out, its deepfake section and its training config."""
+    model, _, deepfake = load_model(folder)
+    config_path = folder / TRAIN_CONFIG_NAME
+    if not config_path.is_file():
+        raise ModelFolderError(f"{folder}: no {TRAIN_CONFIG_NAME}, so its split and recipe cannot be rebuilt.")
+    fold_temperature(model, 1.0 / deepfake.temperature)
+    return model, deepfake, TrainConfig.from_dict(json.loads(config_path.read_text()))
+
+
+def refit(model: torch.nn.Module, config: TrainConfig, validation: datasets.Dataset, previous: DeepfakeConfig,
+          folder: Path) -> DeepfakeConfig:
+    """Fit temperature and threshold of a model with no folded temperature on the `validation` split, then write it
+    to `folder` with `previous`'s face crop and training data, and its card."""
+    validator = Validator(validation, FaceFinder(config.face_cache))
     deepfake = calibrate(model, validator, config)
     deepfake.face_crop, deepfake.training_data = previous.face_crop, previous.training_data
     save_model_folder(model, folder, deepfake)

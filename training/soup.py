@@ -19,26 +19,15 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import update_bn
 
-from hub_utils.model_folder import DeepfakeConfig, ModelFolderError, load_model
-from hub_utils.preprocess import npr_residual
-from training.calibrate import fold_temperature
+from hub_utils.model_folder import DeepfakeConfig, ModelFolderError
+from hub_utils.preprocess import model_input
 from training.config import TrainConfig
 from training.data import DataError
-from training.recalibrate import TRAIN_CONFIG_NAME, calibration_summary, refit
+from training.recalibrate import TRAIN_CONFIG_NAME, calibration_summary, read_trained_folder, refit
 from training.train import build_splits, train_loader
 
 # What the members must share: the network, what it sees, and the split it was fitted and calibrated on.
 RECIPE_KEYS = ("backbone", "image_size", "preprocessing", "split_seed", "face_margin", "exclude", "holdout", "npr")
-
-
-def read_member(folder: Path) -> tuple[torch.nn.Module, DeepfakeConfig, TrainConfig]:
-    """A member's model with its temperature unfolded, its deepfake section and its training config."""
-    model, _, deepfake = load_model(folder)
-    config_path = folder / TRAIN_CONFIG_NAME
-    if not config_path.is_file():
-        raise ModelFolderError(f"{folder}: no {TRAIN_CONFIG_NAME}, so its recipe and split cannot be checked.")
-    fold_temperature(model, 1.0 / deepfake.temperature)
-    return model, deepfake, TrainConfig.from_dict(json.loads(config_path.read_text()))
 
 
 def check_recipe(folders: list[Path], configs: list[TrainConfig], deepfakes: list[DeepfakeConfig]) -> None:
@@ -62,7 +51,7 @@ def soup(folders: list[Path], data: list[str], output: Path, batchnorm_batches: 
     """Average `folders` into `output`: weights, fresh BatchNorm statistics, then calibration on validation."""
     if len(folders) < 2:
         raise ValueError("a soup needs at least two model folders.")
-    members = [read_member(Path(folder)) for folder in folders]
+    members = [read_trained_folder(Path(folder)) for folder in folders]
     models, deepfakes, configs = zip(*members)
     check_recipe(list(folders), list(configs), list(deepfakes))
     model = models[0]
@@ -71,11 +60,12 @@ def soup(folders: list[Path], data: list[str], output: Path, batchnorm_batches: 
     config = configs[0]
     config.data, config.output, config.num_workers = list(data), str(output), num_workers
     config.test_time_flip = deepfakes[0].test_time_flip  # the folders' own setting, which a recalibration may have set
+    splits = build_splits(config)
     if batchnorm_batches:
         torch.manual_seed(config.seed)
-        loader = train_loader(config, build_splits(config)["train"], model.pretrained_cfg,
+        loader = train_loader(config, splits["train"], model.pretrained_cfg,
                               num_samples=batchnorm_batches * config.batch_size)
-        update_bn((npr_residual(inputs) if config.npr else inputs for inputs, _ in loader), model)
+        update_bn((model_input(inputs, config.npr) for inputs, _ in loader), model)
 
     output.mkdir(parents=True, exist_ok=True)
     (output / TRAIN_CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -83,7 +73,7 @@ def soup(folders: list[Path], data: list[str], output: Path, batchnorm_batches: 
     previous.training_data = {**previous.training_data, "weight_average": {
         "members": [Path(folder).name for folder in folders], "seeds": [c.seed for c in configs],
         "batchnorm_batches": batchnorm_batches}}
-    return refit(model, config, previous, output)
+    return refit(model, config, splits["validation"], previous, output)
 
 
 def main(argv: list[str] | None = None) -> int:

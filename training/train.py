@@ -30,7 +30,7 @@ from hub_utils.card import write_model_card
 from hub_utils.detector import Detector
 from hub_utils.faces import FaceFinder, FaceSettings
 from hub_utils.model_folder import DeepfakeConfig, save_model_folder
-from hub_utils.preprocess import npr_residual
+from hub_utils.preprocess import model_input
 from training.augment import build_train_transform
 from training.backbone import PretrainedError, create_backbone
 from training.calibrate import apply_temperature, best_threshold, expected_calibration_error, fit_temperature, fold_temperature
@@ -111,8 +111,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerato
     for step, (inputs, labels) in enumerate(loader):
         if step >= steps:
             break
-        if config.npr:
-            inputs = npr_residual(inputs)
+        inputs = model_input(inputs, config.npr)
         if config.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with accelerator.autocast():
