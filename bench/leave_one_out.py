@@ -10,7 +10,9 @@ inference path, after neutral re-encoding, on every left-out image (none was see
 images of the class that the left-out images lack (a generator family has no reals; a real-only source no fakes).
 `--augment KEY=VALUE ...` changes augmentation settings from their defaults (a variant, run and reported apart);
 `--seed N` repeats a run with other training randomness and another draw of the splits (reported apart too);
-`--npr` trains on NPR residuals instead of pixels (reported apart too).
+`--npr` trains on NPR residuals instead of pixels, `--image-size` changes the input side (with `--modes tile`, the
+patch size of a patch classifier), `--fakes-from-reals P` turns that share of real training samples into fakes
+(reported apart too).
 Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
 """
 from __future__ import annotations
@@ -66,23 +68,29 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
     return settings
 
 
+def variant_of(args: argparse.Namespace) -> str:
+    """What sets a run apart from the plain recipe, as the table shows it ("" for the plain recipe)."""
+    parts = [f"{args.image_size}px"] if args.image_size != 160 else []
+    parts += ["npr"] if args.npr else []
+    parts += [f"fakes_from_reals={args.fakes_from_reals}"] if args.fakes_from_reals else []
+    parts += [f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in parse_settings(args.augment).items()]
+    return " ".join(parts)
+
+
 def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
     """The small model's config without `name`; `--seed` sets both the training and the split seed."""
-    settings = parse_settings(args.augment)
-    suffix = "".join(f"-{key}{value}" for key, value in settings.items()).replace(" ", "")
+    suffix = "".join(f"-{part}" for part in variant_of(args).replace("=", "").split())
     suffix += f"-seed{args.seed}" if args.seed else ""
-    suffix += "-npr" if args.npr else ""
     return TrainConfig(backbone="tf_efficientnet_lite0", pretrained="packaged", data=args.data,
-                       output=str(args.runs / f"{name}-{mode}{suffix}"), epochs=args.epochs, image_size=160,
+                       output=str(args.runs / f"{name}-{mode}{suffix}"), epochs=args.epochs, image_size=args.image_size,
                        num_workers=1, patience=args.epochs, exclude=exclusion_rules(name), seed=args.seed,
-                       split_seed=args.seed, npr=args.npr, augment=AugmentConfig.from_dict({"mode": mode, **settings}))
+                       split_seed=args.seed, npr=args.npr, fakes_from_reals=args.fakes_from_reals,
+                       augment=AugmentConfig.from_dict({"mode": mode, **parse_settings(args.augment)}))
 
 
 def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     config = run_config(name, mode, args)
     rules = config.exclude
-    settings = [f"{key}={json.dumps(value)}" for key, value in parse_settings(args.augment).items()]
-    variant = " ".join((["npr"] if args.npr else []) + settings)
     if not (Path(config.output) / "model.safetensors").is_file():
         run(config, resume=(Path(config.output) / "checkpoint").is_dir())
     unseen, seen = held_out_rows(config, rules)
@@ -91,7 +99,7 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     unseen_report = evaluate(ensemble, unseen, neutral=True, perturbations=None)[model]
     seen_report = evaluate(ensemble, seen, neutral=True, perturbations=None)[model]
     fake_recall = unseen_report["per_class"]["fake"]["recall"]
-    return {"left_out": name, "mode": mode, "variant": variant, "seed": args.seed, "threshold": unseen_report["threshold"],
+    return {"left_out": name, "mode": mode, "variant": variant_of(args), "seed": args.seed, "threshold": unseen_report["threshold"],
             "unseen_n_fake": unseen_report["per_class"]["fake"]["support"],
             "unseen_n_real": unseen_report["per_class"]["real"]["support"],
             "unseen_roc_auc": unseen_report["roc_auc"], "unseen_balanced_accuracy": unseen_report["balanced_accuracy"],
@@ -120,11 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", nargs="+", default=["../shared/data/faces"])
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--sources", nargs="+", default=[], help="source names to leave out, one run each")
-    parser.add_argument("--modes", nargs="+", default=["resize"], choices=["resize", "crop"])
+    parser.add_argument("--modes", nargs="+", default=["resize"], choices=["resize", "crop", "tile"],
+                        help="tile: trained on random crops like crop, scored on windows covering each face")
+    parser.add_argument("--image-size", type=int, default=160, dest="image_size",
+                        help="model input side; with --modes tile, the patch size of a patch classifier")
     parser.add_argument("--augment", nargs="*", default=[], metavar="KEY=VALUE", help="augmentation settings to change")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="training seed, which also redraws the splits")
     parser.add_argument("--npr", action="store_true", help="train and score on NPR residuals instead of pixels")
+    parser.add_argument("--fakes-from-reals", type=float, default=0.0, dest="fakes_from_reals",
+                        help="share of real training samples turned into fakes (training.augment.generator_upsample)")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
     return parser

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.leave_one_out import build_parser, exclusion_rules, held_out_rows, parse_settings, row_key, run_config
+from bench.leave_one_out import (build_parser, exclusion_rules, held_out_rows, parse_settings, row_key, run_config,
+                                 variant_of)
 from training.config import TrainConfig
 from training.train import build_splits
 
@@ -71,3 +72,14 @@ def test_augmentation_settings_parse_as_json_values() -> None:
         parse_settings(["jpeg_p"])
     with pytest.raises(SystemExit, match="JSON value"):
         parse_settings(["jpeg_quality=(50, 100)"])
+
+
+def test_a_variant_names_its_run_folder_and_its_row() -> None:
+    args = build_parser().parse_args(["--modes", "tile", "--image-size", "64", "--fakes-from-reals", "0.3",
+                                      "--augment", "jpeg_quality=[50, 100]", "--seed", "2", "--runs", "r"])
+    config = run_config("stylegan", "tile", args)
+    assert variant_of(args) == "64px fakes_from_reals=0.3 jpeg_quality=[50,100]"
+    assert config.output == str(Path("r") / "stylegan-tile-64px-fakes_from_reals0.3-jpeg_quality[50,100]-seed2")
+    assert (config.image_size, config.fakes_from_reals, config.preprocessing, config.split_seed) == (64, 0.3, "tile", 2)
+    plain = build_parser().parse_args(["--runs", "r"])
+    assert variant_of(plain) == "" and run_config("stylegan", "resize", plain).output == str(Path("r") / "stylegan-resize")

@@ -20,10 +20,13 @@ from safetensors.torch import load_file
 
 from hub_utils import load_detector
 from hub_utils.card import write_model_card
+from hub_utils.faces import FaceSettings
 from hub_utils.preprocess import npr_residual
 from tests.conftest import REPO_ROOT, make_model_folder
 from training.backbone import create_backbone
 from training.config import TrainConfig, build_parser, resolve_config
+from training.data import load_source
+from training.dataset import FaceCropDataset, image_of
 from training.train import build_splits, data_summary, train_one_epoch
 
 
@@ -208,3 +211,35 @@ def test_the_training_step_feeds_pixels_or_npr_residuals(tmp_path: Path, npr: bo
     train_one_epoch(model, [(inputs, labels)], optimizer, scheduler, Accelerator(cpu=True), config, 1)
     assert torch.allclose(seen[0], npr_residual(inputs) if npr else inputs)
     assert resolve_config(build_parser().parse_args(["--data", "d", "--output", "o", "--npr"])).npr
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_fakes_from_reals_turn_that_share_of_reals_into_upsampled_fakes(tmp_path: Path, generated: Path,
+                                                                        share: float) -> None:
+    rows = load_source(str(generated))
+    dataset = FaceCropDataset(rows, lambda pixels, landmarks: pixels, FaceSettings(), str(tmp_path / "faces"),
+                              neutral_p=0.0, fakes_from_reals=share)
+    for index, label in enumerate(rows["label"]):
+        pixels, given = dataset[index]  # no face in noise: the whole image is the sample
+        unchanged = np.array_equal(pixels, np.asarray(image_of(rows[index])))
+        assert (given, unchanged) == ((1, False) if label == 0 and share else (label, True))
+    with pytest.raises(ValueError, match="fakes_from_reals"):
+        TrainConfig(data=["d"], output="o", fakes_from_reals=1.5)
+    assert resolve_config(build_parser().parse_args(["--data", "d", "--output", "o", "--fakes-from-reals", "0.3"])
+                          ).fakes_from_reals == 0.3
+
+
+@pytest.mark.slow
+def test_a_tile_model_trains_on_windows_and_is_scored_on_every_window(generated: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    done = run_training(write_config(tmp_path / "config.json", [str(generated)], output, tmp_path / "faces", epochs=1,
+                                     image_size=32, fakes_from_reals=0.3), "--preprocessing", "tile")
+    assert done.returncode == 0, done.stderr[-3000:]
+    detector = load_detector(output)
+    assert detector.deepfake.preprocessing == "tile"
+    image = Image.open(next((generated / "fake" / "upsampler").iterdir())).convert("RGB")  # 64 px: 2 x 2 windows
+    windows = detector.preprocess(image)
+    assert windows.shape == (4, 3, 32, 32)
+    mean_logit = detector.fake_logits(windows).mean().item()
+    assert detector.predict([image])[0].fake_probability == pytest.approx(1 / (1 + np.exp(-mean_logit)), abs=1e-6)
+    assert json.loads((output / "train_config.json").read_text())["fakes_from_reals"] == 0.3

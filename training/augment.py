@@ -2,8 +2,8 @@
 
 Order: region blackout on the original pixels (landmarks are in its coordinates), degradations at native
 resolution (blur, JPEG, noise: where the challenge applies them), geometry, then the size step ("resize" to the
-model's size as the seed did, or "crop": a native-resolution random crop, tiled up when the image is smaller, which
-keeps upsampling traces), colour, normalisation. Blur and JPEG default to p=0.1 (CNNDetection; GENERALIZATION.md);
+model's size as the seed did, or "crop" and "tile": a native-resolution random crop, tiled up when the image is
+smaller, which keeps upsampling traces; a "tile" model is scored on windows covering the face), colour, normalisation. Blur and JPEG default to p=0.1 (CNNDetection; GENERALIZATION.md);
 downscaling (shrink and enlarge back, so that upsampling traces alone cannot mean "fake") is off unless asked for.
 """
 
@@ -24,9 +24,10 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
+from hub_utils.model_folder import PREPROCESSING_MODES
 from hub_utils.preprocess import tile_to_size
 
-MODES = ("resize", "crop")
+MODES = PREPROCESSING_MODES  # crop and tile train on the same random windows; they differ in scoring
 REGIONS = ("eyes", "nose", "mouth")
 # Left eye, right eye, nose tip, left and right mouth corner, as fractions of width and height of an aligned face.
 CANONICAL_LANDMARKS = np.array([[0.36, 0.45], [0.64, 0.45], [0.50, 0.58], [0.39, 0.72], [0.61, 0.72]], np.float32)
@@ -173,6 +174,21 @@ def build_compose(cfg: AugmentConfig, image_size: int, mean: Sequence[float] | N
         transforms += [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
     keypoints = A.KeypointParams(format="xy", remove_invisible=False)
     return A.Compose(transforms, keypoint_params=keypoints, seed=seed)
+
+
+def generator_upsample(image: Image.Image, rng: random.Random) -> Image.Image:
+    """A real photo given a generator's last step, so that it can serve as a fake made from a real (the AutoGAN idea):
+    halved by area averaging, then doubled by zero insertion and a random 3-tap filter per axis (a transposed
+    convolution), which leaves the periodic 2x2 traces of upsampling layers. The size is kept, so face boxes hold."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32)
+    height, width = array.shape[:2]
+    small = cv2.resize(array, (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA)
+    sparse = np.zeros((small.shape[0] * 2, small.shape[1] * 2, 3), np.float32)
+    sparse[::2, ::2] = small
+    kernel_x, kernel_y = (np.array([rng.uniform(0.45, 0.55), 1.0, rng.uniform(0.45, 0.55)], np.float32) for _ in range(2))
+    upsampled = cv2.sepFilter2D(sparse, -1, kernel_x, kernel_y, borderType=cv2.BORDER_REFLECT_101)
+    upsampled = np.pad(upsampled, ((0, height - upsampled.shape[0]), (0, width - upsampled.shape[1]), (0, 0)), mode="edge")
+    return Image.fromarray(np.clip(upsampled, 0, 255).round().astype(np.uint8))
 
 
 class TrainTransform:

@@ -39,7 +39,13 @@ class TrainConfig:
     keep_checkpoint: bool = False
     test_time_flip: bool = False  # validation and the model folder average each face with its mirror image
     npr: bool = False  # train on the NPR residual of each input (hub_utils.preprocess.npr_residual)
+    fakes_from_reals: float = 0.0  # share of real samples turned into fakes by training.augment.generator_upsample
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("neutral_p", "fakes_from_reals"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability and must lie in [0, 1], got {getattr(self, name)!r}.")
 
     @property
     def preprocessing(self) -> str:
@@ -74,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="seed of initialisation, sampling and augmentation")
     parser.add_argument("--split-seed", type=int, dest="split_seed",
                         help="seed of the train/validation/test split (default 0, the split the reports use)")
-    parser.add_argument("--preprocessing", choices=["resize", "crop"], help="resize to the model size, or native-resolution crops")
+    parser.add_argument("--preprocessing", choices=["resize", "crop", "tile"],
+                        help="resize to the model size, or train on native-resolution crops and score the centre crop "
+                             "or (tile) the mean logit of windows covering the face: with a small --image-size, a patch classifier")
     parser.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "fp16", "bf16"])
     parser.add_argument("--num-workers", type=int, dest="num_workers")
     parser.add_argument("--max-steps-per-epoch", type=int, dest="max_steps_per_epoch")
@@ -86,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-checkpoint", action="store_true", default=None, dest="keep_checkpoint")
     parser.add_argument("--npr", action="store_true", default=None,
                         help="feed the model the NPR residual x - up(down(x)) instead of pixels (use with crop preprocessing)")
+    parser.add_argument("--fakes-from-reals", type=float, dest="fakes_from_reals",
+                        help="share of real training samples re-upsampled like a generator's last layer and labelled fake")
     parser.add_argument("--test-time-flip", action="store_true", default=None, dest="test_time_flip",
                         help="score each face and its mirror image and average the logits (validation and the model folder)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
@@ -97,7 +107,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
     for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed", "split_seed",
                  "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
-                 "keep_checkpoint", "test_time_flip", "npr"):
+                 "keep_checkpoint", "test_time_flip", "npr", "fakes_from_reals"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig.from_dict(values)

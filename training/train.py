@@ -147,7 +147,7 @@ def train_loader(config: TrainConfig, split: datasets.Dataset, data_config: dict
     """Augmented batches drawn label- and generator-balanced; by default as many faces as the split holds."""
     transform = build_train_transform(config.augment, config.image_size, data_config["mean"], data_config["std"])
     dataset = FaceCropDataset(split, transform, FaceSettings(margin=config.face_margin), config.face_cache,
-                              config.neutral_p, config.seed)
+                              config.neutral_p, config.seed, config.fakes_from_reals)
     sampler = torch.utils.data.WeightedRandomSampler(balanced_weights(dataset.labels, list(split["generator"])),
                                                      num_samples or len(dataset))
     return torch.utils.data.DataLoader(dataset, config.batch_size, sampler=sampler, num_workers=config.num_workers,
