@@ -26,7 +26,7 @@ from typing import Any
 import datasets
 
 from hub_utils.ensemble import load_ensemble
-from training.augment import AugmentConfig
+from training.augment import MODES, AugmentConfig
 from training.config import TrainConfig
 from training.evaluate import evaluate
 from training.train import build_splits, matches_any, run
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", nargs="+", default=["../shared/data/faces"])
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--sources", nargs="+", default=[], help="source names to leave out, one run each")
-    parser.add_argument("--modes", nargs="+", default=["resize"], choices=["resize", "crop", "tile"],
+    parser.add_argument("--modes", nargs="+", default=["resize"], choices=MODES,
                         help="tile: trained on random crops like crop, scored on windows covering each face")
     parser.add_argument("--image-size", type=int, default=160, dest="image_size",
                         help="model input side; with --modes tile, the patch size of a patch classifier")

@@ -3,8 +3,9 @@
 Order: region blackout on the original pixels (landmarks are in its coordinates), degradations at native
 resolution (blur, JPEG, noise: where the challenge applies them), geometry, then the size step ("resize" to the
 model's size as the seed did, or "crop" and "tile": a native-resolution random crop, tiled up when the image is
-smaller, which keeps upsampling traces; a "tile" model is scored on windows covering the face), colour, normalisation. Blur and JPEG default to p=0.1 (CNNDetection; GENERALIZATION.md);
-downscaling (shrink and enlarge back, so that upsampling traces alone cannot mean "fake") is off unless asked for.
+smaller, which keeps upsampling traces; a "tile" model is scored on windows covering the face), colour,
+normalisation. Blur and JPEG default to p=0.1 (CNNDetection; GENERALIZATION.md); downscaling (shrink and enlarge
+back, so that upsampling traces alone cannot mean "fake") is off unless asked for.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from training.augment import AugmentConfig
+from training.augment import MODES, AugmentConfig
 
 
 @dataclass
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="seed of initialisation, sampling and augmentation")
     parser.add_argument("--split-seed", type=int, dest="split_seed",
                         help="seed of the train/validation/test split (default 0, the split the reports use)")
-    parser.add_argument("--preprocessing", choices=["resize", "crop", "tile"],
+    parser.add_argument("--preprocessing", choices=MODES,
                         help="resize to the model size, or train on native-resolution crops and score the centre crop "
                              "or (tile) the mean logit of windows covering the face: with a small --image-size, a patch classifier")
     parser.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "fp16", "bf16"])
