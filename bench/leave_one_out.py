@@ -11,8 +11,8 @@ images of the class that the left-out images lack (a generator family has no rea
 `--augment KEY=VALUE ...` changes augmentation settings from their defaults (a variant, run and reported apart);
 `--seed N` repeats a run with other training randomness and another draw of the splits (reported apart too);
 `--npr` trains on NPR residuals instead of pixels, `--image-size` changes the input side (with `--modes tile`, the
-patch size of a patch classifier), `--fakes-from-reals P` turns that share of real training samples into fakes
-(reported apart too).
+patch size of a patch classifier), `--fakes-from-reals P` turns that share of real training samples into fakes,
+`--frozen-blocks N` keeps the stem and the first N blocks at their ImageNet weights (each reported apart too).
 Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 
 from hub_utils.ensemble import load_ensemble
 from training.augment import MODES, AugmentConfig
@@ -43,15 +44,30 @@ def exclusion_rules(name: str) -> list[str]:
     return [f"generator={g}" for g in FAMILIES[name]] if name in FAMILIES else [f"source={name}"]
 
 
+def rule_mask(rows: datasets.Dataset, rules: list[str]) -> np.ndarray:
+    """Which rows match any `generator=NAME` / `source=NAME` rule (read from those columns; images stay undecoded)."""
+    matches = matches_any(rules)
+    return np.array([matches({"generator": g, "source": s}) for g, s in zip(rows["generator"], rows["source"])], bool)
+
+
+def every_row(config: TrainConfig) -> tuple[datasets.Dataset, np.ndarray]:
+    """Every usable row of every split, nothing excluded, and the name of each row's split."""
+    splits = build_splits(replace(config, exclude=[]))
+    names = np.concatenate([np.full(len(splits[name]), name) for name in splits])
+    return datasets.concatenate_datasets([splits[name] for name in splits]), names
+
+
+def held_out_masks(split_names: np.ndarray, labels: np.ndarray, left_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unseen, seen): every left-out row plus the test split's rows of a class they lack; the test split without them."""
+    seen = (split_names == "test") & ~left_out
+    return left_out | (seen & ~np.isin(labels, labels[left_out])), seen
+
+
 def held_out_rows(config: TrainConfig, rules: list[str]) -> tuple[datasets.Dataset, datasets.Dataset]:
     """(left-out rows of every split + the test split's rows of a class they lack, the test split without them)."""
-    left_out = matches_any(rules)
-    splits = build_splits(replace(config, exclude=[]))
-    every = datasets.concatenate_datasets([splits[name] for name in splits])
-    unseen = every.filter(left_out)
-    seen = splits["test"].filter(lambda row: not left_out(row))
-    missing = {0, 1} - set(unseen["label"])
-    return datasets.concatenate_datasets([unseen, seen.filter(lambda row: row["label"] in missing)]), seen
+    every, names = every_row(config)
+    unseen, seen = held_out_masks(names, np.asarray(every["label"]), rule_mask(every, rules))
+    return every.select(np.flatnonzero(unseen)), every.select(np.flatnonzero(seen))
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
@@ -73,6 +89,7 @@ def variant_of(args: argparse.Namespace) -> str:
     parts = [f"{args.image_size}px"] if args.image_size != 160 else []
     parts += ["npr"] if args.npr else []
     parts += [f"fakes_from_reals={args.fakes_from_reals}"] if args.fakes_from_reals else []
+    parts += [f"frozen_blocks={args.frozen_blocks}"] if args.frozen_blocks else []
     parts += [f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in parse_settings(args.augment).items()]
     return " ".join(parts)
 
@@ -85,6 +102,7 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
                        output=str(args.runs / f"{name}-{mode}{suffix}"), epochs=args.epochs, image_size=args.image_size,
                        num_workers=1, patience=args.epochs, exclude=exclusion_rules(name), seed=args.seed,
                        split_seed=args.seed, npr=args.npr, fakes_from_reals=args.fakes_from_reals,
+                       frozen_blocks=args.frozen_blocks,
                        augment=AugmentConfig.from_dict({"mode": mode, **parse_settings(args.augment)}))
 
 
@@ -98,28 +116,38 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     model = ensemble.detectors[0].name
     unseen_report = evaluate(ensemble, unseen, neutral=True, perturbations=None)[model]
     seen_report = evaluate(ensemble, seen, neutral=True, perturbations=None)[model]
-    fake_recall = unseen_report["per_class"]["fake"]["recall"]
-    return {"left_out": name, "mode": mode, "variant": variant_of(args), "seed": args.seed, "threshold": unseen_report["threshold"],
-            "unseen_n_fake": unseen_report["per_class"]["fake"]["support"],
-            "unseen_n_real": unseen_report["per_class"]["real"]["support"],
-            "unseen_roc_auc": unseen_report["roc_auc"], "unseen_balanced_accuracy": unseen_report["balanced_accuracy"],
-            "unseen_fake_recall": fake_recall, "real_recall": unseen_report["per_class"]["real"]["recall"],
-            "seen_balanced_accuracy": seen_report["balanced_accuracy"], "seen_roc_auc": seen_report["roc_auc"]}
+    return {"left_out": name, "mode": mode, "variant": variant_of(args), "seed": args.seed,
+            **row_figures(unseen_report, seen_report)}
+
+
+def row_figures(unseen: dict, seen: dict) -> dict:
+    """A table row's figures from the metric reports (`compute_metrics`) of the left-out and the seen test images."""
+    return {"threshold": unseen["threshold"], "unseen_n_fake": unseen["per_class"]["fake"]["support"],
+            "unseen_n_real": unseen["per_class"]["real"]["support"], "unseen_roc_auc": unseen["roc_auc"],
+            "unseen_balanced_accuracy": unseen["balanced_accuracy"],
+            "unseen_fake_recall": unseen["per_class"]["fake"]["recall"], "real_recall": unseen["per_class"]["real"]["recall"],
+            "seen_balanced_accuracy": seen["balanced_accuracy"], "seen_roc_auc": seen["roc_auc"]}
 
 
 def row_key(row: dict) -> tuple[str, str, str, int]:
     return row["left_out"], row["mode"], row.get("variant", ""), row.get("seed", 0)
 
 
+METRIC_HEADER = "fakes | reals | AUC | bal. acc | fake recall | real recall | seen-test bal. acc"
+
+
+def metric_cells(row: dict) -> str:
+    """A row's figures on the left-out images and on the seen test images, as the cells under `METRIC_HEADER`."""
+    return (f"{row['unseen_n_fake']} | {row['unseen_n_real']} | {row['unseen_roc_auc']:.3f} | "
+            f"{row['unseen_balanced_accuracy']:.3f} | {row['unseen_fake_recall']:.3f} | {row['real_recall']:.3f} | "
+            f"{row['seen_balanced_accuracy']:.3f}")
+
+
 def format_table(rows: list[dict]) -> str:
-    header = ("| left out | mode | seed | fakes | reals | AUC | bal. acc | fake recall | real recall "
-              "| seen-test bal. acc | threshold |")
-    lines = [header, "|" + "---|" * 11]
+    lines = [f"| left out | mode | seed | {METRIC_HEADER} | threshold |", "|" + "---|" * 11]
     for r in rows:
         mode = f"{r['mode']} {r.get('variant', '')}".strip()
-        lines.append(f"| {r['left_out']} | {mode} | {r.get('seed', 0)} | {r['unseen_n_fake']} | {r['unseen_n_real']} | "
-                     f"{r['unseen_roc_auc']:.3f} | {r['unseen_balanced_accuracy']:.3f} | {r['unseen_fake_recall']:.3f} | "
-                     f"{r['real_recall']:.3f} | {r['seen_balanced_accuracy']:.3f} | {r['threshold']:.3f} |")
+        lines.append(f"| {r['left_out']} | {mode} | {r.get('seed', 0)} | {metric_cells(r)} | {r['threshold']:.3f} |")
     return "\n".join(lines)
 
 
@@ -138,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--npr", action="store_true", help="train and score on NPR residuals instead of pixels")
     parser.add_argument("--fakes-from-reals", type=float, default=0.0, dest="fakes_from_reals",
                         help="share of real training samples turned into fakes (training.augment.generator_upsample)")
+    parser.add_argument("--frozen-blocks", type=int, default=0, dest="frozen_blocks",
+                        help="keep the stem and the first N blocks as pretrained (training.train --frozen-blocks)")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
     return parser

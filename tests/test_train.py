@@ -16,14 +16,14 @@ import pytest
 import timm
 import torch
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from hub_utils import load_detector
 from hub_utils.card import write_model_card
 from hub_utils.faces import FaceSettings
 from hub_utils.preprocess import npr_residual
 from tests.conftest import REPO_ROOT, make_model_folder
-from training.backbone import create_backbone
+from training.backbone import create_backbone, freeze_early
 from training.config import TrainConfig, build_parser, resolve_config
 from training.data import load_source
 from training.dataset import FaceCropDataset, image_of
@@ -243,3 +243,26 @@ def test_a_tile_model_trains_on_windows_and_is_scored_on_every_window(generated:
     mean_logit = detector.fake_logits(windows).mean().item()
     assert detector.predict([image])[0].fake_probability == pytest.approx(1 / (1 + np.exp(-mean_logit)), abs=1e-6)
     assert json.loads((output / "train_config.json").read_text())["fakes_from_reals"] == 0.3
+
+
+@pytest.mark.slow
+def test_frozen_blocks_keep_their_pretrained_weights_and_the_folder_stays_plain_timm(generated: Path, tmp_path: Path) -> None:
+    start = create_backbone("test_efficientnet", "none", 64)
+    torch.nn.init.normal_(start.blocks[0][0].bn1.running_mean)  # statistics that training in train mode would move
+    pretrained = tmp_path / "start.safetensors"
+    save_file({k: v.contiguous() for k, v in start.state_dict().items()}, str(pretrained))
+    output = tmp_path / "run"
+    config = write_config(tmp_path / "config.json", [str(generated)], output, tmp_path / "faces", epochs=1,
+                          pretrained=str(pretrained))
+    done = run_training(config, "--frozen-blocks", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trained, before = load_file(output / "model.safetensors"), start.state_dict()
+    early = [k for k in before if k.startswith(("conv_stem.", "bn1.", "blocks.0."))]
+    late = [k for k in before if k.startswith("blocks.1.") and k.endswith("weight")]
+    assert early and late
+    assert all(torch.equal(trained[k], before[k]) for k in early)
+    assert not all(torch.equal(trained[k], before[k]) for k in late)
+    timm.create_model(f"local-dir:{output}", pretrained=True)  # BatchNorm layers are plain again: strict load works
+    assert json.loads((output / "train_config.json").read_text())["frozen_blocks"] == 1
+    with pytest.raises(ValueError, match="frozen-blocks 99"):
+        freeze_early(create_backbone("test_efficientnet", "none", 32), 99)

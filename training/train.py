@@ -32,7 +32,7 @@ from hub_utils.faces import FaceFinder, FaceSettings
 from hub_utils.model_folder import DeepfakeConfig, save_model_folder
 from hub_utils.preprocess import model_input
 from training.augment import build_train_transform
-from training.backbone import PretrainedError, create_backbone
+from training.backbone import PretrainedError, create_backbone, freeze_early, unfreeze_early
 from training.calibrate import apply_temperature, best_threshold, expected_calibration_error, fit_temperature, fold_temperature
 from training.config import TrainConfig, build_parser, resolve_config
 from training.data import drop_unusable, load_sources, split_dataset
@@ -179,12 +179,13 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
         raise FileExistsError(f"{output} holds an unfinished run; pass --resume to continue it or choose another --output.")
     torch.manual_seed(config.seed)
     model = create_backbone(config.backbone, config.pretrained, config.image_size)
+    freeze_early(model, config.frozen_blocks)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     splits = build_splits(config)
     face_finder = FaceFinder(config.face_cache)
     loader = train_loader(config, splits["train"], model.pretrained_cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_epochs * steps_per_epoch),
                                                 config.epochs * steps_per_epoch)
@@ -236,6 +237,7 @@ def finish(model: torch.nn.Module, splits: datasets.DatasetDict, validator: Vali
     checkpoint = output / CHECKPOINT_DIR
     model.load_state_dict(load_file(checkpoint / BEST_NAME))
     model.eval()
+    unfreeze_early(model, config.frozen_blocks)
     deepfake = calibrate(model, validator, config)
     deepfake.training_data = {**data_summary(splits, config), "backbone": config.backbone,
                               "pretrained": config.pretrained, "image_size": config.image_size}

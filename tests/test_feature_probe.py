@@ -1,0 +1,90 @@
+"""The frozen-feature probe bench: features through the one inference path, cached, and a probe that never sees
+the family it is tested on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import bench.feature_probe as feature_probe
+from bench.feature_probe import build_parser, cached_features, format_table, pooled_statistics, probe_row
+from bench.leave_one_out import every_row
+from training.config import TrainConfig
+
+
+def test_pooled_statistics_are_channel_means_then_standard_deviations() -> None:
+    features = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    pooled = pooled_statistics(features)
+    assert pooled.shape == (2, 6)
+    assert torch.allclose(pooled[1, 2], features[1, 2].mean()) and torch.allclose(pooled[0, 4], features[0, 1].std())
+
+
+def synthetic_rows(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(features, labels, splits, kinds): reals and fakes of families `a`, `b`, `c`, each with its own feature high."""
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(["real", "a", "b", "c"], n, p=[0.5, 0.2, 0.15, 0.15])
+    labels = (kind != "real").astype(int)
+    x = rng.normal(size=(n, 4))
+    x[kind == "a", 0] += 8.0
+    x[kind == "b", 1] += 8.0
+    x[kind == "c", 2] += 8.0
+    splits = rng.choice(["train", "validation", "test"], n, p=[0.6, 0.2, 0.2])
+    return x, labels, splits, kind
+
+
+def test_a_left_out_family_is_neither_trained_on_nor_used_for_the_threshold() -> None:
+    x, labels, splits, kind = synthetic_rows()
+    family_b = kind == "b"
+    args = build_parser().parse_args([])
+    nothing = np.zeros(len(labels), bool)
+    unseen = probe_row(x, labels, splits, family_b, nothing, args)
+    assert unseen["unseen_n_fake"] == family_b.sum()
+    assert unseen["unseen_n_real"] == ((splits == "test") & (labels == 0)).sum()
+    trained = probe_row(x, labels, splits, nothing, nothing, args)  # nothing left out: scored on the test split
+    assert trained["unseen_n_fake"] == ((splits == "test") & (labels == 1)).sum()
+    assert unseen["seen_roc_auc"] > 0.95 and trained["unseen_roc_auc"] > 0.95
+    assert unseen["unseen_roc_auc"] < trained["unseen_roc_auc"] - 0.1  # b's own trait was never learned
+
+
+def test_a_threshold_from_another_left_out_family_comes_from_its_images() -> None:
+    x, labels, splits, kind = synthetic_rows()
+    family_a, family_b = kind == "a", kind == "b"
+    args = build_parser().parse_args([])
+    plain = probe_row(x, labels, splits, family_a, np.zeros(len(labels), bool), args)
+    from_b = probe_row(x, labels, splits, family_a, family_b, args)
+    assert from_b["threshold"] != plain["threshold"]
+    assert from_b["unseen_n_fake"] == plain["unseen_n_fake"] == family_a.sum()
+    one_class = {**from_b, "seen_roc_auc": None}  # a seen test split left with reals only has no AUC
+    row = {"features": "f", "split_seed": 0, "left_out": "a", "threshold_from": "validation + b", **one_class}
+    assert format_table([row]).endswith("| n/a |")
+
+
+@pytest.fixture(scope="module")
+def noise_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("noise")
+    rng = np.random.default_rng(2)
+    for label in ("real", "fake"):
+        folder = root / label / ("camera" if label == "real" else "upsampler")
+        folder.mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    return root
+
+
+def test_features_come_from_the_packaged_backbone_once_then_from_the_cache(noise_tree: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    args = build_parser().parse_args(["--image-size", "64", "--blocks", "0", "2", "--runs", str(tmp_path / "runs"),
+                                      "--face-cache", str(tmp_path / "faces")])
+    rows, _ = every_row(TrainConfig(data=[str(noise_tree)]))
+    features = cached_features(rows, args)
+    assert features.shape == (len(rows), 2 * (16 + 40))  # Lite0's blocks 0 and 2: 16 and 40 channels, mean and std
+    assert np.isfinite(features).all() and not np.allclose(features[0], features[1])
+
+    def recomputed(*_: object) -> np.ndarray:
+        raise AssertionError("features were recomputed although the rows did not change")
+
+    monkeypatch.setattr(feature_probe, "face_features", recomputed)
+    assert np.array_equal(cached_features(rows, args), features)
