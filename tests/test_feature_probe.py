@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 import bench.feature_probe as feature_probe
-from bench.feature_probe import build_parser, cached_features, format_table, merge_rows, pooled_statistics, probe_row
+from bench.feature_probe import (build_parser, cached_features, format_table, fused, masks_for, merge_rows, parse_fuse,
+                                 pooled_statistics, probe_scores, scored_row)
 from bench.leave_one_out import every_row
 from training.config import TrainConfig
 
@@ -35,15 +36,20 @@ def synthetic_rows(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray,
     return x, labels, splits, kind
 
 
+def probe_row(x: np.ndarray, labels: np.ndarray, splits: np.ndarray, left_out: np.ndarray,
+              threshold_from: np.ndarray) -> dict:
+    masks = masks_for(splits, labels, left_out, threshold_from)
+    return scored_row(probe_scores(x, labels, masks["train"], C=0.1), labels, masks)
+
+
 def test_a_left_out_family_is_neither_trained_on_nor_used_for_the_threshold() -> None:
     x, labels, splits, kind = synthetic_rows()
     family_b = kind == "b"
-    args = build_parser().parse_args([])
     nothing = np.zeros(len(labels), bool)
-    unseen = probe_row(x, labels, splits, family_b, nothing, args)
+    unseen = probe_row(x, labels, splits, family_b, nothing)
     assert unseen["unseen_n_fake"] == family_b.sum()
     assert unseen["unseen_n_real"] == ((splits == "test") & (labels == 0)).sum()
-    trained = probe_row(x, labels, splits, nothing, nothing, args)  # nothing left out: scored on the test split
+    trained = probe_row(x, labels, splits, nothing, nothing)  # nothing left out: scored on the test split
     assert trained["unseen_n_fake"] == ((splits == "test") & (labels == 1)).sum()
     assert unseen["seen_roc_auc"] > 0.95 and trained["unseen_roc_auc"] > 0.95
     assert unseen["unseen_roc_auc"] < trained["unseen_roc_auc"] - 0.1  # b's own trait was never learned
@@ -52,9 +58,8 @@ def test_a_left_out_family_is_neither_trained_on_nor_used_for_the_threshold() ->
 def test_a_threshold_from_another_left_out_family_comes_from_its_images() -> None:
     x, labels, splits, kind = synthetic_rows()
     family_a, family_b = kind == "a", kind == "b"
-    args = build_parser().parse_args([])
-    plain = probe_row(x, labels, splits, family_a, np.zeros(len(labels), bool), args)
-    from_b = probe_row(x, labels, splits, family_a, family_b, args)
+    plain = probe_row(x, labels, splits, family_a, np.zeros(len(labels), bool))
+    from_b = probe_row(x, labels, splits, family_a, family_b)
     assert from_b["threshold"] != plain["threshold"]
     assert from_b["unseen_n_fake"] == plain["unseen_n_fake"] == family_a.sum()
     one_class = {**from_b, "seen_roc_auc": None}  # a seen test split left with reals only has no AUC
@@ -99,3 +104,27 @@ def test_a_rerun_replaces_its_rows_in_place_and_new_rows_follow() -> None:
     merged = merge_rows(earlier, [row("none", 0.8), row("rees451_lfw", 0.7), row("stylegan", 0.4, seed=1)])
     assert [(r["left_out"], r["split_seed"], r["unseen_roc_auc"]) for r in merged] == [
         ("none", 0, 0.8), ("stylegan", 0, 0.6), ("diffusion", 0, 0.5), ("rees451_lfw", 0, 0.7), ("stylegan", 1, 0.4)]
+
+
+def test_fusion_averages_the_two_logits() -> None:
+    p = np.array([0.1, 0.5, 0.9, 0.99])
+    assert np.allclose(fused(p, p), p)
+    assert np.allclose(fused(p, 1 - p), 0.5)
+    assert np.allclose(fused(np.array([0.0]), np.array([1.0])), 0.5)  # clipped, so certainty on both sides stays finite
+    assert parse_fuse(["none=models/a", "stylegan=runs/x=y"]) == {"none": "models/a", "stylegan": "runs/x=y"}
+    with pytest.raises(SystemExit, match="LEFT_OUT=FOLDER"):
+        parse_fuse(["models/a"])
+
+
+def test_a_fused_model_scores_through_the_inference_path(noise_tree: Path, model_dir: Path, tmp_path: Path) -> None:
+    from hub_utils import load_detector
+    from training.dataset import image_of
+    from training.perturb import neutral_reencode
+
+    rows, _ = every_row(TrainConfig(data=[str(noise_tree)]))
+    wanted = np.arange(len(rows)) % 3 == 0
+    scores = feature_probe.detector_scores(str(model_dir), rows, wanted, str(tmp_path / "faces"))
+    assert np.isnan(scores[~wanted]).all() and np.isfinite(scores[wanted]).all()
+    first = int(np.flatnonzero(wanted)[1])
+    expected = load_detector(model_dir).predict([neutral_reencode(image_of(rows[first]))])[0].fake_probability
+    assert scores[first] == pytest.approx(expected)
