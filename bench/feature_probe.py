@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from bench.leave_one_out import (FAMILIES, METRIC_HEADER, every_row, exclusion_rules, held_out_masks, metric_cells,
                                  row_figures, rule_mask)
 from hub_utils.detector import Detector, load_detector
+from hub_utils.ensemble import Ensemble
 from hub_utils.faces import FaceFinder, FaceSettings
 from hub_utils.model_folder import DeepfakeConfig
 from training.backbone import create_backbone
@@ -42,6 +43,7 @@ from training.calibrate import best_threshold
 from training.config import TrainConfig
 from training.dataset import image_of
 from training.deepfake_metrics import compute_metrics
+from training.evaluate import score_images
 from training.perturb import neutral_reencode
 
 
@@ -65,15 +67,12 @@ def face_features(rows, args: argparse.Namespace, batch_size: int = 32) -> np.nd
                                              intermediates_only=True, stop_early=True)
         return torch.cat([pooled_statistics(block) for block in blocks], dim=1)
 
-    out, pending = [], []
-    for row in tqdm(rows, desc="features"):
-        pending.append(detector.preprocess(detector.regions(neutral_reencode(image_of(row)))[0][0]))
-        if len(pending) == batch_size:
-            out.append(features(torch.cat(pending)).numpy())
-            pending.clear()
-    if pending:
-        out.append(features(torch.cat(pending)).numpy())
-    return np.concatenate(out)
+    def largest_face(index: int) -> torch.Tensor:
+        return detector.preprocess(detector.regions(neutral_reencode(image_of(rows[index])))[0][0])
+
+    batches = [range(start, min(start + batch_size, len(rows))) for start in range(0, len(rows), batch_size)]
+    return np.concatenate([features(torch.cat([largest_face(i) for i in batch])).numpy()
+                           for batch in tqdm(batches, desc="features")])
 
 
 def cached_features(rows, args: argparse.Namespace) -> np.ndarray:
@@ -116,12 +115,13 @@ def scored_row(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarr
 
 
 def detector_scores(folder: str, rows, wanted: np.ndarray, face_cache: str) -> np.ndarray:
-    """P(fake) of a trained model folder through `Detector.predict` after neutral re-encoding; NaN for other rows."""
+    """P(fake) of a trained model folder after neutral re-encoding, scored as `training.evaluate` scores; NaN for other
+    rows (and for any image that could not be scored)."""
     detector = load_detector(folder, FaceFinder(face_cache))
     indices = np.flatnonzero(wanted)
-    results = detector.predict([neutral_reencode(image_of(rows[int(i)])) for i in indices])
+    images = [neutral_reencode(image_of(rows[int(i)])) for i in indices]
     scores = np.full(len(wanted), np.nan)
-    scores[indices] = [result.fake_probability for result in results]
+    scores[indices] = score_images(Ensemble([detector]), images, folder)[detector.name]
     return scores
 
 
@@ -187,13 +187,13 @@ def main() -> None:
     args = build_parser().parse_args()
     every, splits = every_row(TrainConfig(data=args.data, split_seed=args.split_seed))
     x, labels = cached_features(every, args), np.asarray(every["label"])
-    masks = {name: rule_mask(every, exclusion_rules(name)) for name in FAMILIES}
+    family_masks = {name: rule_mask(every, exclusion_rules(name)) for name in FAMILIES}
     nothing = np.zeros(len(labels), bool)
     features = (f"{args.backbone} {args.image_size}px margin {args.face_margin} "
                 + ("head" if args.head else "blocks " + ",".join(map(str, args.blocks))))
     plan = [("none", nothing, "validation", nothing)]
-    plan += [(name, masks[name], source, mask) for name in args.families
-             for source, mask in [("validation", nothing)] + [(f"validation + {other}", masks[other])
+    plan += [(name, family_masks[name], source, mask) for name in args.families
+             for source, mask in [("validation", nothing)] + [(f"validation + {other}", family_masks[other])
                                                               for other in FAMILIES if other != name]]
     plan += [(name, rule_mask(every, exclusion_rules(name)), "validation", nothing) for name in args.sources]
     fuse = parse_fuse(args.fuse)
@@ -203,7 +203,8 @@ def main() -> None:
         probe = probe_scores(x, labels, masks["train"], args.C)
         runs = [(features, probe)]
         if name in fuse and source == "validation":
-            model = detector_scores(fuse[name], every, masks["validation"] | masks["unseen"] | masks["seen"], args.face_cache)
+            scored = masks["validation"] | masks["unseen"] | masks["seen"]
+            model = detector_scores(fuse[name], every, scored, args.face_cache)
             runs += [(f"fine-tuned {fuse[name]}", model), (f"{features} + fine-tuned {fuse[name]}", fused(probe, model))]
         new_rows += [{"features": label, "split_seed": args.split_seed, "left_out": name, "threshold_from": source,
                       "C": args.C, **scored_row(scores, labels, masks)} for label, scores in runs]

@@ -185,7 +185,8 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
     splits = build_splits(config)
     face_finder = FaceFinder(config.face_cache)
     loader = train_loader(config, splits["train"], model.pretrained_cfg)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]  # not --frozen-blocks
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_epochs * steps_per_epoch),
                                                 config.epochs * steps_per_epoch)
