@@ -21,7 +21,6 @@ in --runs.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from bench.leave_one_out import (FAMILIES, METRIC_HEADER, every_row, exclusion_rules, held_out_masks, metric_cells,
-                                 row_figures, rule_mask)
+                                 row_figures, rule_mask, save_rows)
 from hub_utils.detector import Detector, load_detector
 from hub_utils.ensemble import Ensemble
 from hub_utils.faces import FaceFinder, FaceSettings
@@ -136,12 +135,6 @@ def probe_key(row: dict) -> tuple:
     return row["features"], row["C"], row["split_seed"], row["left_out"], row["threshold_from"]
 
 
-def merge_rows(earlier: list[dict], new_rows: list[dict]) -> list[dict]:
-    """Earlier rows with reruns replaced in place, then the rows that are new."""
-    fresh = {probe_key(row): row for row in new_rows}
-    return [fresh.pop(probe_key(row), row) for row in earlier] + list(fresh.values())
-
-
 def format_table(rows: list[dict]) -> str:
     lines = [f"| features | split seed | left out | threshold from | {METRIC_HEADER} | seen-test AUC |",
              "|" + "---|" * 12]
@@ -208,11 +201,7 @@ def main() -> None:
             runs += [(f"fine-tuned {fuse[name]}", model), (f"{features} + fine-tuned {fuse[name]}", fused(probe, model))]
         new_rows += [{"features": label, "split_seed": args.split_seed, "left_out": name, "threshold_from": source,
                       "C": args.C, **scored_row(scores, labels, masks)} for label, scores in runs]
-    earlier = json.loads(args.output.read_text()) if args.output.is_file() else []
-    rows = merge_rows(earlier, new_rows)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(rows, indent=2) + "\n")
-    print(format_table(rows))
+    print(format_table(save_rows(args.output, new_rows, probe_key)))
 
 
 if __name__ == "__main__":

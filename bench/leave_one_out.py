@@ -1,13 +1,15 @@
-"""Leave one out: train without a generator family or a source, test on it. The measure of generalization.
+"""Leave one out: train without a generator family, some generators or a source, then test on what was left out.
 
     python -m bench.leave_one_out --families stylegan attribute_gans diffusion --modes resize crop --epochs 2
     python -m bench.leave_one_out --families --sources basemax_fakefaces rees451_lfw --epochs 2
     python -m bench.leave_one_out --families --sources rees451_lfw --augment downscale_p=0.3 jpeg_p=0.3 --epochs 2
+    python -m bench.leave_one_out --families --generators stylegan attgan flux1_pro+flux1_dev+flux1_schnell --epochs 2
 
-For each left-out family or source and each preprocessing mode, a small EfficientNet-Lite0 (160 px) is trained
-through `training.train` with those images excluded from training and validation; it is then scored through the one
-inference path, after neutral re-encoding, on every left-out image (none was seen), completed by the test split's
-images of the class that the left-out images lack (a generator family has no reals; a real-only source no fakes).
+For each left-out family, source or group of generators (`--generators`: the rest of their family still trains) and
+each preprocessing mode, a small EfficientNet-Lite0 (160 px) is trained through `training.train` with those images
+excluded from training and validation; it is then scored through the one inference path, after neutral re-encoding,
+on every left-out image (none was seen), completed by the test split's images of the class that the left-out images
+lack (a generator family has no reals; a real-only source no fakes).
 `--augment KEY=VALUE ...` changes augmentation settings from their defaults (a variant, run and reported apart);
 `--seed N` repeats a run with other training randomness and another draw of the splits (reported apart too);
 `--npr` trains on NPR residuals instead of pixels, `--image-size` changes the input side (with `--modes tile`, the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,11 +40,16 @@ FAMILIES = {
     "attribute_gans": ["attgan", "stargan"],
     "diffusion": ["flux1_pro", "flux1_dev", "flux1_schnell", "sdxl", "dalle3", "stable_diffusion_1_5"],
 }
+GENERATOR_PREFIX = "generator="  # a left-out name that names generators rather than a family or a source
 
 
 def exclusion_rules(name: str) -> list[str]:
-    """`--exclude` rules for a family name (its generators) or a source name."""
-    return [f"generator={g}" for g in FAMILIES[name]] if name in FAMILIES else [f"source={name}"]
+    """`--exclude` rules for a family name (its generators), `generator=A+B` (those generators) or a source name."""
+    if name in FAMILIES:
+        return [f"generator={g}" for g in FAMILIES[name]]
+    if name.startswith(GENERATOR_PREFIX):
+        return [f"generator={g}" for g in name.removeprefix(GENERATOR_PREFIX).split("+")]
+    return [f"source={name}"]
 
 
 def rule_mask(rows: datasets.Dataset, rules: list[str]) -> np.ndarray:
@@ -99,7 +107,7 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
     suffix = "".join(f"-{part}" for part in variant_of(args).replace("=", "").split())
     suffix += f"-seed{args.seed}" if args.seed else ""
     return TrainConfig(backbone="tf_efficientnet_lite0", pretrained="packaged", data=args.data,
-                       output=str(args.runs / f"{name}-{mode}{suffix}"), epochs=args.epochs, image_size=args.image_size,
+                       output=str(args.runs / f"{name.replace('=', '-')}-{mode}{suffix}"), epochs=args.epochs, image_size=args.image_size,
                        num_workers=1, patience=args.epochs, exclude=exclusion_rules(name), seed=args.seed,
                        split_seed=args.seed, npr=args.npr, fakes_from_reals=args.fakes_from_reals,
                        frozen_blocks=args.frozen_blocks,
@@ -133,6 +141,20 @@ def row_key(row: dict) -> tuple[str, str, str, int]:
     return row["left_out"], row["mode"], row.get("variant", ""), row.get("seed", 0)
 
 
+def merge_rows(earlier: list[dict], new_rows: list[dict], key: Callable[[dict], tuple]) -> list[dict]:
+    """Earlier rows with reruns (same `key`) replaced in place, then the rows that are new."""
+    fresh = {key(row): row for row in new_rows}
+    return [fresh.pop(key(row), row) for row in earlier] + list(fresh.values())
+
+
+def save_rows(path: Path, new_rows: list[dict], key: Callable[[dict], tuple]) -> list[dict]:
+    """Merge `new_rows` into the JSON row list at `path` (`merge_rows`), write it back and return every row."""
+    rows = merge_rows(json.loads(path.read_text()) if path.is_file() else [], new_rows, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
 METRIC_HEADER = "fakes | reals | AUC | bal. acc | fake recall | real recall | seen-test bal. acc"
 
 
@@ -156,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", nargs="+", default=["../shared/data/faces"])
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--sources", nargs="+", default=[], help="source names to leave out, one run each")
+    parser.add_argument("--generators", nargs="+", default=[], metavar="NAME[+NAME...]",
+                        help="generators to leave out while the rest of their family trains, one run per item; "
+                             "A+B leaves both out in one run")
     parser.add_argument("--modes", nargs="+", default=["resize"], choices=MODES,
                         help="tile: trained on random crops like crop, scored on windows covering each face")
     parser.add_argument("--image-size", type=int, default=160, dest="image_size",
@@ -175,13 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
-    rows = [run_one(name, mode, args) for name in args.families + args.sources for mode in args.modes]
-    done = {row_key(row) for row in rows}
-    earlier = json.loads(args.output.read_text()) if args.output.is_file() else []
-    rows = [row for row in earlier if row_key(row) not in done] + rows
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(rows, indent=2) + "\n")
-    print(format_table(rows))
+    names = args.families + args.sources + [GENERATOR_PREFIX + item for item in args.generators]
+    rows = [run_one(name, mode, args) for name in names for mode in args.modes]
+    print(format_table(save_rows(args.output, rows, row_key)))
 
 
 if __name__ == "__main__":

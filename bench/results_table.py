@@ -3,8 +3,8 @@
     python -m bench.results_table --write-readme
 
 Reads reports/test_raw.json and reports/test_neutral.json (written by `training.evaluate` with several --model),
-reports/leave_one_out.json (bench.leave_one_out), reports/feature_probe.json (bench.feature_probe) and
-reports/shortcut_audit.json (bench.shortcut_audit).
+reports/leave_one_out.json (bench.leave_one_out), reports/feature_probe.json (bench.feature_probe),
+reports/operating_points.json (bench.operating_points) and reports/shortcut_audit.json (bench.shortcut_audit).
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def breakdown(neutral: dict, key: str, metric: str = "balanced_accuracy") -> str
 def section(reports: Path) -> str:
     raw, neutral = load(reports / "test_raw.json"), load(reports / "test_neutral.json")
     loo, audit = load(reports / "leave_one_out.json"), load(reports / "shortcut_audit.json")
-    probe = load(reports / "feature_probe.json")
+    probe, points = load(reports / "feature_probe.json"), load(reports / "operating_points.json")
     parts = []
     if neutral:
         parts += ["Held-out test split of `../shared/data/faces` (515 images, never used for training, early stopping "
@@ -78,9 +78,10 @@ def section(reports: Path) -> str:
         from bench.leave_one_out import format_table
 
         parts += ["Leave one out (`python -m bench.leave_one_out`, commands above): a small EfficientNet-Lite0, 160 px and "
-                  "2 epochs (the 64px rows: 64 px patches, 3 epochs), trained without a generator family or a source, "
+                  "2 epochs (the 64px rows: 64 px patches, 3 epochs), trained without a generator family, a source or "
+                  "some generators (`generator=...` rows: the rest of their family still trains), "
                   "then scored after neutral re-encoding on every left-out image plus the test split's images of the class they lack (its reals for a "
-                  "family or a fake-only source, its fakes for a real-only source), at the run's validation "
+                  "family, some generators or a fake-only source, its fakes for a real-only source), at the run's validation "
                   "threshold. Settings after the mode are changes to the default recipe; a seed other than 0 also "
                   "redraws the splits:",
                   format_table(loo)]
@@ -97,6 +98,13 @@ def section(reports: Path) -> str:
                   "`... + fine-tuned FOLDER` row averages it with the probe in logit; each at a threshold refitted on "
                   "the same validation rows:",
                   probe_table(probe)]
+    if points:
+        from bench.operating_points import format_table as points_table
+
+        parts += ["Operating points (`python -m bench.operating_points`): leave-one-out run folders scored once, "
+                  "then read at thresholds chosen on their validation split by the training's rule (best balanced "
+                  "accuracy) or by the share of validation reals called real, a rule that no generator decides:",
+                  points_table(points)]
     if audit:
         parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "
                   f"per pixel alone scores balanced accuracy {audit['raw']['balanced_accuracy']:.3f} (AUC "

@@ -2,6 +2,7 @@
 the family it is tested on."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,9 @@ import torch
 from PIL import Image
 
 import bench.feature_probe as feature_probe
-from bench.feature_probe import (build_parser, cached_features, format_table, fused, masks_for, merge_rows, parse_fuse,
-                                 pooled_statistics, probe_scores, scored_row)
-from bench.leave_one_out import every_row
+from bench.feature_probe import (build_parser, cached_features, format_table, fused, masks_for, parse_fuse,
+                                 pooled_statistics, probe_key, probe_scores, scored_row)
+from bench.leave_one_out import every_row, save_rows
 from training.config import TrainConfig
 
 
@@ -95,13 +96,15 @@ def test_features_come_from_the_packaged_backbone_once_then_from_the_cache(noise
     assert np.array_equal(cached_features(rows, args), features)
 
 
-def test_a_rerun_replaces_its_rows_in_place_and_new_rows_follow() -> None:
+def test_a_rerun_replaces_its_rows_in_place_and_new_rows_follow(tmp_path: Path) -> None:
     def row(left_out: str, value: float, seed: int = 0) -> dict:
         return {"features": "f", "C": 0.1, "split_seed": seed, "left_out": left_out, "threshold_from": "validation",
                 "unseen_roc_auc": value}
 
-    earlier = [row("none", 0.9), row("stylegan", 0.6), row("diffusion", 0.5)]
-    merged = merge_rows(earlier, [row("none", 0.8), row("rees451_lfw", 0.7), row("stylegan", 0.4, seed=1)])
+    report = tmp_path / "reports" / "probe.json"
+    save_rows(report, [row("none", 0.9), row("stylegan", 0.6), row("diffusion", 0.5)], probe_key)
+    merged = save_rows(report, [row("none", 0.8), row("rees451_lfw", 0.7), row("stylegan", 0.4, seed=1)], probe_key)
+    assert json.loads(report.read_text()) == merged
     assert [(r["left_out"], r["split_seed"], r["unseen_roc_auc"]) for r in merged] == [
         ("none", 0, 0.8), ("stylegan", 0, 0.6), ("diffusion", 0, 0.5), ("rees451_lfw", 0, 0.7), ("stylegan", 1, 0.4)]
 

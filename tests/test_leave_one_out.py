@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.leave_one_out import (build_parser, exclusion_rules, held_out_rows, parse_settings, row_key, run_config,
-                                 variant_of)
+from bench.leave_one_out import (GENERATOR_PREFIX, build_parser, exclusion_rules, held_out_rows, parse_settings,
+                                 row_key, run_config, variant_of)
 from training.config import TrainConfig
 from training.train import build_splits
 
@@ -30,6 +30,15 @@ def two_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_rules_name_a_family_by_its_generators_and_anything_else_as_a_source() -> None:
     assert "generator=stylegan2" in exclusion_rules("stylegan")
     assert exclusion_rules("rees451_lfw") == ["source=rees451_lfw"]
+    assert exclusion_rules("generator=stylegan") == ["generator=stylegan"]  # the generator, not the family
+    assert exclusion_rules("generator=flux1_pro+flux1_dev") == ["generator=flux1_pro", "generator=flux1_dev"]
+
+
+def test_a_left_out_generator_group_runs_once_and_names_its_folder(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["--generators", "flux1_pro+flux1_dev", "--runs", str(tmp_path)])
+    config = run_config(GENERATOR_PREFIX + args.generators[0], "resize", args)
+    assert config.exclude == ["generator=flux1_pro", "generator=flux1_dev"]
+    assert Path(config.output) == tmp_path / "generator-flux1_pro+flux1_dev-resize"
 
 
 def test_a_left_out_real_source_is_tested_with_the_test_splits_fakes(two_sources: Path, tmp_path: Path) -> None:

@@ -1,0 +1,93 @@
+"""Operating points of leave-one-out runs: how much of the unseen accuracy the threshold rule, not the ranking, decides.
+
+    python -m bench.operating_points runs/leave_one_out/generator-stylegan-resize runs/leave_one_out/rees451_lfw-resize
+
+Each folder is a `bench.leave_one_out` run (its `train_config.json` names what was left out). Its validation split, the
+left-out images and the seen test images are scored once through the inference path after neutral re-encoding, as
+`bench.leave_one_out` scores them. The threshold then comes from the validation split by one of two rules:
+`validation BA`, the training's own (`training.calibrate.best_threshold`, which every shipped model uses), or
+`real recall Q`, the threshold that calls the share Q of the validation reals real. The second looks at reals only,
+so no generator in the validation split decides it; its price is a false-alarm rate of 1 - Q on reals like those.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench.feature_probe import detector_scores
+from bench.leave_one_out import every_row, held_out_masks, rule_mask, save_rows
+from training.calibrate import best_threshold
+from training.config import TrainConfig
+from training.deepfake_metrics import compute_metrics
+from training.recalibrate import TRAIN_CONFIG_NAME
+
+
+def real_recall_threshold(real_scores: np.ndarray, recall: float) -> float:
+    """The threshold below which the share `recall` of these reals' P(fake) falls (they are called real)."""
+    return float(np.quantile(real_scores, recall))
+
+
+def operating_points(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray],
+                     recalls: list[float]) -> list[dict]:
+    """One row per threshold rule: the threshold from the `validation` rows, and the figures on `unseen` and `seen`."""
+    validation = masks["validation"]
+    rules = [("validation BA", best_threshold(scores[validation], labels[validation]))]
+    rules += [(f"real recall {recall}", real_recall_threshold(scores[validation & (labels == 0)], recall))
+              for recall in recalls]
+    rows = []
+    for rule, threshold in rules:
+        unseen = compute_metrics(labels[masks["unseen"]], scores[masks["unseen"]], threshold)
+        seen = compute_metrics(labels[masks["seen"]], scores[masks["seen"]], threshold)
+        rows.append({"rule": rule, "threshold": threshold,
+                     "validation_real_recall": float(np.mean(scores[validation & (labels == 0)] < threshold)),
+                     "unseen_balanced_accuracy": unseen["balanced_accuracy"],
+                     "unseen_fake_recall": unseen["per_class"]["fake"]["recall"],
+                     "unseen_real_recall": unseen["per_class"]["real"]["recall"],
+                     "seen_balanced_accuracy": seen["balanced_accuracy"], "unseen_roc_auc": unseen["roc_auc"]})
+    return rows
+
+
+def run_points(folder: Path, recalls: list[float]) -> list[dict]:
+    """Score a leave-one-out run folder once and read every operating point off those scores."""
+    config = TrainConfig.from_dict(json.loads((folder / TRAIN_CONFIG_NAME).read_text()))
+    every, split_names = every_row(config)
+    labels = np.asarray(every["label"])
+    left_out = rule_mask(every, config.exclude)
+    unseen, seen = held_out_masks(split_names, labels, left_out)
+    masks = {"validation": (split_names == "validation") & ~left_out, "unseen": unseen, "seen": seen}
+    scores = detector_scores(str(folder), every, masks["validation"] | unseen | seen, config.face_cache)
+    return [{"run": folder.name, **row} for row in operating_points(scores, labels, masks, recalls)]
+
+
+def point_key(row: dict) -> tuple[str, str]:
+    return row["run"], row["rule"]
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = ["| run | threshold rule | threshold | validation real recall | unseen AUC | unseen bal. acc | "
+             "unseen fake recall | unseen real recall | seen-test bal. acc |", "|" + "---|" * 9]
+    lines += [f"| {r['run']} | {r['rule']} | {r['threshold']:.3f} | {r['validation_real_recall']:.3f} | "
+              f"{r['unseen_roc_auc']:.3f} | {r['unseen_balanced_accuracy']:.3f} | {r['unseen_fake_recall']:.3f} | "
+              f"{r['unseen_real_recall']:.3f} | {r['seen_balanced_accuracy']:.3f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="bench.leave_one_out run folders")
+    parser.add_argument("--real-recalls", nargs="+", type=float, default=[0.95, 0.9, 0.85], dest="real_recalls",
+                        help="validation real recalls that set the other thresholds")
+    parser.add_argument("--output", type=Path, default=Path("reports/operating_points.json"))
+    args = parser.parse_args()
+    missing = [str(folder) for folder in args.runs if not (folder / TRAIN_CONFIG_NAME).is_file()]
+    if missing:
+        raise SystemExit(f"not leave-one-out run folders (no {TRAIN_CONFIG_NAME}): {', '.join(missing)}")
+    rows = [row for folder in args.runs for row in run_points(folder, args.real_recalls)]
+    print(format_table(save_rows(args.output, rows, point_key)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Threshold rules of the operating-points bench, on scores whose answer is known."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import operating_points
+from bench.operating_points import format_table, real_recall_threshold
+
+
+def test_a_reals_only_threshold_catches_unseen_fakes_that_the_validation_ba_rule_lets_pass() -> None:
+    reals = np.linspace(0.0, 0.6, 100)
+    # validation: reals and confident seen fakes; unseen: the same reals and less fake-looking unseen fakes
+    scores = np.concatenate([reals, np.full(50, 0.95), reals, np.full(50, 0.55)])
+    labels = np.array([0] * 100 + [1] * 50 + [0] * 100 + [1] * 50)
+    validation = np.arange(len(scores)) < 150
+    masks = {"validation": validation, "unseen": ~validation, "seen": validation}
+    rows = {row["rule"]: row for row in operating_points.operating_points(scores, labels, masks, [0.8])}
+    assert list(rows) == ["validation BA", "real recall 0.8"]
+    by_ba, by_reals = rows["validation BA"], rows["real recall 0.8"]
+    assert by_ba["threshold"] > 0.6 and by_ba["unseen_fake_recall"] == 0.0 and by_ba["seen_balanced_accuracy"] == 1.0
+    assert by_reals["validation_real_recall"] == pytest.approx(0.8, abs=0.01)
+    assert by_reals["unseen_fake_recall"] == 1.0 and by_reals["unseen_balanced_accuracy"] > by_ba["unseen_balanced_accuracy"]
+    assert f"| {by_reals['threshold']:.3f} |" in format_table([{"run": "r", **by_reals}])
+
+
+def test_the_real_recall_threshold_calls_that_share_of_reals_real() -> None:
+    reals = np.linspace(0.0, 1.0, 101)
+    assert np.mean(reals < real_recall_threshold(reals, 0.9)) == pytest.approx(0.9, abs=0.01)
+
+
+def test_a_folder_that_is_not_a_run_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["operating_points", str(tmp_path), "--output", str(tmp_path / "out.json")])
+    with pytest.raises(SystemExit, match="train_config.json"):
+        operating_points.main()
+    assert not (tmp_path / "out.json").exists()
