@@ -106,8 +106,9 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
     """The small model's config without `name`; `--seed` sets both the training and the split seed."""
     suffix = "".join(f"-{part}" for part in variant_of(args).replace("=", "").split())
     suffix += f"-seed{args.seed}" if args.seed else ""
+    folder = f"{name.replace('=', '-')}-{mode}{suffix}"
     return TrainConfig(backbone="tf_efficientnet_lite0", pretrained="packaged", data=args.data,
-                       output=str(args.runs / f"{name.replace('=', '-')}-{mode}{suffix}"), epochs=args.epochs, image_size=args.image_size,
+                       output=str(args.runs / folder), epochs=args.epochs, image_size=args.image_size,
                        num_workers=1, patience=args.epochs, exclude=exclusion_rules(name), seed=args.seed,
                        split_seed=args.seed, npr=args.npr, fakes_from_reals=args.fakes_from_reals,
                        frozen_blocks=args.frozen_blocks,
@@ -198,9 +199,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> None:
-    args = build_parser().parse_args()
+def check_left_out(names: list[str], data: list[str]) -> None:
+    """Refuse, before any training, a left-out name that no image of `data` matches (a typo would leave nothing out);
+    each generator of a `generator=A+B` group must match on its own."""
+    every, _ = every_row(TrainConfig(data=data))
+    for name in names:
+        rules = exclusion_rules(name)
+        groups = [[rule] for rule in rules] if name.startswith(GENERATOR_PREFIX) else [rules]
+        for group in groups:
+            if not rule_mask(every, group).any():
+                raise SystemExit(f"{' / '.join(group)} matches no image of {', '.join(data)}. Generators there: "
+                                 f"{', '.join(sorted(set(every['generator'])))}; sources: "
+                                 f"{', '.join(sorted(set(every['source'])))}.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     names = args.families + args.sources + [GENERATOR_PREFIX + item for item in args.generators]
+    check_left_out(names, args.data)
     rows = [run_one(name, mode, args) for name in names for mode in args.modes]
     print(format_table(save_rows(args.output, rows, row_key)))
 

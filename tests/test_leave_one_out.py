@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.leave_one_out import (GENERATOR_PREFIX, build_parser, exclusion_rules, held_out_rows, parse_settings,
+from bench.leave_one_out import (GENERATOR_PREFIX, build_parser, exclusion_rules, held_out_rows, main, parse_settings,
                                  row_key, run_config, variant_of)
 from training.config import TrainConfig
 from training.train import build_splits
@@ -39,6 +39,16 @@ def test_a_left_out_generator_group_runs_once_and_names_its_folder(tmp_path: Pat
     config = run_config(GENERATOR_PREFIX + args.generators[0], "resize", args)
     assert config.exclude == ["generator=flux1_pro", "generator=flux1_dev"]
     assert Path(config.output) == tmp_path / "generator-flux1_pro+flux1_dev-resize"
+
+
+def test_a_left_out_name_that_matches_no_image_is_refused_before_training(two_sources: Path, tmp_path: Path) -> None:
+    argv = ["--data", str(two_sources), "--runs", str(tmp_path / "runs"), "--output", str(tmp_path / "loo.json"),
+            "--families", "--generators"]
+    with pytest.raises(SystemExit, match="generator=upsamplr matches no image.*Generators there: camera, upsampler"):
+        main([*argv, "upsampler+upsamplr"])
+    with pytest.raises(SystemExit, match="source=studi matches no image.*sources: phone, studio"):
+        main([*argv, "upsampler", "--sources", "studi"])
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "loo.json").exists()
 
 
 def test_a_left_out_real_source_is_tested_with_the_test_splits_fakes(two_sources: Path, tmp_path: Path) -> None:
