@@ -106,11 +106,15 @@ def probe_scores(x: np.ndarray, labels: np.ndarray, train: np.ndarray, C: float)
     return probe.fit(x[train], labels[train]).predict_proba(x)[:, 1]
 
 
-def scored_row(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray]) -> dict:
-    """The row's figures at the threshold that maximises balanced accuracy on the validation rows."""
-    threshold = best_threshold(scores[masks["validation"]], labels[masks["validation"]])
+def figures_at(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray], threshold: float) -> dict:
+    """A row's figures (`row_figures`) on the `unseen` and `seen` rows at `threshold`."""
     return row_figures(compute_metrics(labels[masks["unseen"]], scores[masks["unseen"]], threshold),
                        compute_metrics(labels[masks["seen"]], scores[masks["seen"]], threshold))
+
+
+def scored_row(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray]) -> dict:
+    """The row's figures at the threshold that maximises balanced accuracy on the validation rows."""
+    return figures_at(scores, labels, masks, best_threshold(scores[masks["validation"]], labels[masks["validation"]]))
 
 
 def detector_scores(folder: str, rows, wanted: np.ndarray, face_cache: str) -> np.ndarray:

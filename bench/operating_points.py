@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.feature_probe import detector_scores
-from bench.leave_one_out import every_row, held_out_masks, rule_mask, save_rows
+from bench.feature_probe import detector_scores, figures_at, masks_for
+from bench.leave_one_out import every_row, rule_mask, save_rows
 from training.calibrate import best_threshold
 from training.config import TrainConfig
-from training.deepfake_metrics import compute_metrics
 from training.recalibrate import TRAIN_CONFIG_NAME
 
 
@@ -34,20 +33,11 @@ def operating_points(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np
                      recalls: list[float]) -> list[dict]:
     """One row per threshold rule: the threshold from the `validation` rows, and the figures on `unseen` and `seen`."""
     validation = masks["validation"]
+    validation_reals = scores[validation & (labels == 0)]
     rules = [("validation BA", best_threshold(scores[validation], labels[validation]))]
-    rules += [(f"real recall {recall}", real_recall_threshold(scores[validation & (labels == 0)], recall))
-              for recall in recalls]
-    rows = []
-    for rule, threshold in rules:
-        unseen = compute_metrics(labels[masks["unseen"]], scores[masks["unseen"]], threshold)
-        seen = compute_metrics(labels[masks["seen"]], scores[masks["seen"]], threshold)
-        rows.append({"rule": rule, "threshold": threshold,
-                     "validation_real_recall": float(np.mean(scores[validation & (labels == 0)] < threshold)),
-                     "unseen_balanced_accuracy": unseen["balanced_accuracy"],
-                     "unseen_fake_recall": unseen["per_class"]["fake"]["recall"],
-                     "unseen_real_recall": unseen["per_class"]["real"]["recall"],
-                     "seen_balanced_accuracy": seen["balanced_accuracy"], "unseen_roc_auc": unseen["roc_auc"]})
-    return rows
+    rules += [(f"real recall {recall}", real_recall_threshold(validation_reals, recall)) for recall in recalls]
+    return [{"rule": rule, "validation_real_recall": float(np.mean(validation_reals < threshold)),
+             **figures_at(scores, labels, masks, threshold)} for rule, threshold in rules]
 
 
 def run_points(folder: Path, recalls: list[float]) -> list[dict]:
@@ -56,9 +46,9 @@ def run_points(folder: Path, recalls: list[float]) -> list[dict]:
     every, split_names = every_row(config)
     labels = np.asarray(every["label"])
     left_out = rule_mask(every, config.exclude)
-    unseen, seen = held_out_masks(split_names, labels, left_out)
-    masks = {"validation": (split_names == "validation") & ~left_out, "unseen": unseen, "seen": seen}
-    scores = detector_scores(str(folder), every, masks["validation"] | unseen | seen, config.face_cache)
+    masks = masks_for(split_names, labels, left_out, threshold_from=np.zeros_like(left_out))
+    scored = masks["validation"] | masks["unseen"] | masks["seen"]
+    scores = detector_scores(str(folder), every, scored, config.face_cache)
     return [{"run": folder.name, **row} for row in operating_points(scores, labels, masks, recalls)]
 
 
@@ -71,7 +61,7 @@ def format_table(rows: list[dict]) -> str:
              "unseen fake recall | unseen real recall | seen-test bal. acc |", "|" + "---|" * 9]
     lines += [f"| {r['run']} | {r['rule']} | {r['threshold']:.3f} | {r['validation_real_recall']:.3f} | "
               f"{r['unseen_roc_auc']:.3f} | {r['unseen_balanced_accuracy']:.3f} | {r['unseen_fake_recall']:.3f} | "
-              f"{r['unseen_real_recall']:.3f} | {r['seen_balanced_accuracy']:.3f} |" for r in rows]
+              f"{r['real_recall']:.3f} | {r['seen_balanced_accuracy']:.3f} |" for r in rows]
     return "\n".join(lines)
 
 
