@@ -20,6 +20,7 @@ from PIL import Image
 from hub_utils.detector import Detector, load_detector
 from hub_utils.ensemble import default_sources
 from hub_utils.faces import FaceFinder
+from hub_utils.model_folder import full_resolution_stem
 
 FACES_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 
@@ -67,6 +68,8 @@ def main() -> None:
         paths = bench_images(args.images, Path(tmp))
         detector = load_detector(args.model, face_finder=FaceFinder())
         model = timm.create_model(f"local-dir:{args.model}", pretrained=True).eval()
+        if detector.deepfake.full_resolution_stem:  # the model card's line for bare timm
+            full_resolution_stem(model)
         model = model.to(memory_format=torch.channels_last)
         transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))
         flip = ", test-time flip: 2 forward passes per face" if detector.deepfake.test_time_flip else ""

@@ -14,7 +14,8 @@ lack (a generator family has no reals; a real-only source no fakes).
 `--seed N` repeats a run with other training randomness and another draw of the splits (reported apart too);
 `--npr` trains on NPR residuals instead of pixels, `--image-size` changes the input side (with `--modes tile`, the
 patch size of a patch classifier), `--fakes-from-reals P` turns that share of real training samples into fakes,
-`--frozen-blocks N` keeps the stem and the first N blocks at their ImageNet weights (each reported apart too).
+`--frozen-blocks N` keeps the stem and the first N blocks at their ImageNet weights, `--full-resolution-stem` runs the
+stem at stride 1 (each reported apart too).
 Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
 """
 from __future__ import annotations
@@ -98,6 +99,7 @@ def variant_of(args: argparse.Namespace) -> str:
     parts += ["npr"] if args.npr else []
     parts += [f"fakes_from_reals={args.fakes_from_reals}"] if args.fakes_from_reals else []
     parts += [f"frozen_blocks={args.frozen_blocks}"] if args.frozen_blocks else []
+    parts += ["full_resolution_stem"] if args.full_resolution_stem else []
     parts += [f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in parse_settings(args.augment).items()]
     return " ".join(parts)
 
@@ -111,7 +113,7 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
                        output=str(args.runs / folder), epochs=args.epochs, image_size=args.image_size,
                        num_workers=1, patience=args.epochs, exclude=exclusion_rules(name), seed=args.seed,
                        split_seed=args.seed, npr=args.npr, fakes_from_reals=args.fakes_from_reals,
-                       frozen_blocks=args.frozen_blocks,
+                       frozen_blocks=args.frozen_blocks, full_resolution_stem=args.full_resolution_stem,
                        augment=AugmentConfig.from_dict({"mode": mode, **parse_settings(args.augment)}))
 
 
@@ -194,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of real training samples turned into fakes (training.augment.generator_upsample)")
     parser.add_argument("--frozen-blocks", type=int, default=0, dest="frozen_blocks",
                         help="keep the stem and the first N blocks as pretrained (training.train --frozen-blocks)")
+    parser.add_argument("--full-resolution-stem", action="store_true", dest="full_resolution_stem",
+                        help="stem convolution at stride 1 (training.train --full-resolution-stem)")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
     return parser

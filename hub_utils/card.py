@@ -18,6 +18,8 @@ FLIP_NOTE = (" for one view; `load_detector` averages the logits of each face an
              "and temperature were fitted, and timm or transformers users can do the same")
 NPR_NOTE = ("; the network sees the NPR residual of its input, `hub_utils.preprocess.npr_residual`, which bare timm "
             "or transformers users must apply themselves")
+STEM_NOTE = ("; its stem convolution runs at stride 1 (`hub_utils.model_folder.full_resolution_stem`), which bare timm "
+             "users must set after loading: `model.conv_stem.stride = (1, 1)`")
 HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc", "average_precision")
 
 TEMPLATE = """---
@@ -29,7 +31,7 @@ TEMPLATE = """---
 {{ status }}
 
 A real-vs-GAN face-image detector (`{{ architecture }}`, {{ preprocessing }} preprocessing at {{ size }} px, face crop
-{{ face_crop }}{{ npr }}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, so timm and
+{{ face_crop }}{{ npr }}{{ stem }}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, so timm and
 transformers give the same probability{{ flip }}); verdict `fake` when P(fake) >= **{{ threshold }}**.
 
 ## Use
@@ -152,6 +154,7 @@ def build_model_card(folder: Path) -> ModelCard:
         face_crop="on" if deepfake.get("face_crop", {}).get("enabled", True) else "off",
         flip=FLIP_NOTE if deepfake.get("test_time_flip") else "",
         npr=NPR_NOTE if deepfake.get("npr") else "",
+        stem=STEM_NOTE if deepfake.get("full_resolution_stem") else "",
         status="" if deepfake.get("trained", True) else "**UNTRAINED PLACEHOLDER: its scores mean nothing.**",
         terms=DATA_TERMS, data_table=data_table, initialised=_initialisation(training_data),
         results=_results_markdown(reports, evaluation) + "\n\n" + _plots_markdown(folder))

@@ -37,6 +37,7 @@ class DeepfakeConfig:
     temperature: float = 1.0
     test_time_flip: bool = False  # average the logits of each input and its mirror image
     npr: bool = False  # the model sees `preprocess.npr_residual` of its input, not the pixels
+    full_resolution_stem: bool = False  # the stem convolution runs at stride 1 (`full_resolution_stem`)
     trained: bool = True
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +100,18 @@ def create_model(config: dict[str, Any]) -> torch.nn.Module:
         raise ModelFolderError(f"cannot build architecture {config['architecture']!r}: {error}") from None
 
 
+def full_resolution_stem(model: torch.nn.Module) -> torch.nn.Module:
+    """Run the stem convolution at stride 1, so the first blocks see every pixel instead of every other one
+    (Gragnaniello et al. 2021: no early downsampling keeps a generator's upsampling traces). Weights are unchanged;
+    the stride is not part of timm's config, so bare timm needs the same line after loading."""
+    stem = getattr(model, "conv_stem", None)
+    if not isinstance(stem, torch.nn.Conv2d):
+        raise ValueError(f"{type(model).__name__} has no conv_stem convolution, so its stem stride cannot be set to 1; "
+                         "a full-resolution stem needs an EfficientNet-style timm model.")
+    stem.stride = (1, 1)
+    return model
+
+
 def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeConfig]:
     """Model in eval mode with weights from `model.safetensors`; pickle checkpoints are refused."""
     folder = Path(folder)
@@ -109,6 +122,11 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeC
         hint = f" It has {pickles[0]}, a pickle file, which is refused because loading it can run code." if pickles else ""
         raise ModelFolderError(f"{folder}: no model.safetensors.{hint} Convert the weights with safetensors.torch.save_file.")
     model = create_model(config)
+    if deepfake.full_resolution_stem:
+        try:
+            full_resolution_stem(model)
+        except ValueError as error:
+            raise ModelFolderError(f"{folder / CONFIG_NAME}: 'deepfake.full_resolution_stem' is set, but {error}") from None
     try:
         state = load_file(weights)
         model.load_state_dict(state, strict=True)

@@ -102,5 +102,8 @@ def test_a_variant_names_its_run_folder_and_its_row() -> None:
     assert (config.image_size, config.fakes_from_reals, config.preprocessing, config.split_seed) == (64, 0.3, "tile", 2)
     frozen = build_parser().parse_args(["--frozen-blocks", "4", "--runs", "r"])
     assert variant_of(frozen) == "frozen_blocks=4" and run_config("diffusion", "resize", frozen).frozen_blocks == 4
+    stem = build_parser().parse_args(["--full-resolution-stem", "--runs", "r"])
+    assert variant_of(stem) == "full_resolution_stem" and run_config("diffusion", "resize", stem).full_resolution_stem
+    assert run_config("diffusion", "resize", stem).output == str(Path("r") / "diffusion-resize-full_resolution_stem")
     plain = build_parser().parse_args(["--runs", "r"])
     assert variant_of(plain) == "" and run_config("stylegan", "resize", plain).output == str(Path("r") / "stylegan-resize")

@@ -11,8 +11,10 @@ import torch
 from PIL import Image
 
 from hub_utils import ModelFolderError, load_detector
-from hub_utils.model_folder import LABEL_NAMES, load_model, read_config
+from hub_utils.card import write_model_card
+from hub_utils.model_folder import LABEL_NAMES, DeepfakeConfig, load_model, read_config, save_model_folder
 from tests.conftest import make_model_folder
+from training.backbone import create_backbone
 
 
 def test_config_layout(model_dir: Path) -> None:
@@ -101,3 +103,29 @@ def test_round_trip_keeps_weights(model_dir: Path, tmp_path: Path) -> None:
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
     assert read_config(copy)[0]["pretrained_cfg"] == config["pretrained_cfg"]
+
+
+def test_a_full_resolution_stem_is_restored_on_loading_and_the_cards_line_makes_bare_timm_agree(
+        tmp_path: Path, astronaut: Image.Image) -> None:
+    folder = make_model_folder(tmp_path / "stem", full_resolution_stem=True)
+    card = write_model_card(folder).read_text()
+    assert "model.conv_stem.stride = (1, 1)" in card
+    detector = load_detector(folder)
+    assert detector.model.conv_stem.stride == (1, 1)
+    region = detector.regions(astronaut)[0][0]
+    ours = float(detector.score_regions([region])[0])
+    model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    inputs = timm.data.create_transform(**timm.data.resolve_data_config(model=model))(region).unsqueeze(0)
+    with torch.no_grad():
+        plain = model(inputs).softmax(1)[0, 1].item()
+        model.conv_stem.stride = (1, 1)  # the card's line
+        full = model(inputs).softmax(1)[0, 1].item()
+    assert ours == pytest.approx(full, abs=1e-5)
+    assert abs(plain - full) > 1e-4  # the stride is not in timm's config: without the line, another score
+
+
+def test_a_full_resolution_stem_on_a_model_without_conv_stem_is_refused_by_name(tmp_path: Path) -> None:
+    folder = save_model_folder(create_backbone("resnet10t", "none", 64), tmp_path / "resnet",
+                               DeepfakeConfig(full_resolution_stem=True))
+    with pytest.raises(ModelFolderError, match="full_resolution_stem.*no conv_stem"):
+        load_detector(folder)

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from hub_utils import load_detector
 from hub_utils.card import write_model_card
+from hub_utils.ensemble import load_ensemble
 from hub_utils.faces import FaceSettings
 from hub_utils.preprocess import npr_residual
 from tests.conftest import REPO_ROOT, make_model_folder
@@ -27,6 +28,7 @@ from training.backbone import create_backbone, freeze_early
 from training.config import TrainConfig, build_parser, resolve_config
 from training.data import load_source
 from training.dataset import FaceCropDataset, image_of
+from training.evaluate import evaluate
 from training.train import build_splits, data_summary, train_one_epoch
 
 
@@ -266,3 +268,20 @@ def test_frozen_blocks_keep_their_pretrained_weights_and_the_folder_stays_plain_
     assert json.loads((output / "train_config.json").read_text())["frozen_blocks"] == 1
     with pytest.raises(ValueError, match="frozen-blocks 99"):
         freeze_early(create_backbone("test_efficientnet", "none", 32), 99)
+
+
+@pytest.mark.slow
+def test_a_full_resolution_stem_trains_at_stride_1_and_its_folder_keeps_the_stride(generated: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    done = run_training(write_config(tmp_path / "config.json", [str(generated)], output, tmp_path / "faces", epochs=1),
+                        "--full-resolution-stem")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((output / "train_config.json").read_text())["full_resolution_stem"] is True
+    detector = load_detector(output)
+    assert detector.deepfake.full_resolution_stem and detector.model.conv_stem.stride == (1, 1)
+    # the folder's validation figures were measured by the training's stride-1 model; the loaded one scores the same
+    validation = detector.deepfake.metrics["validation_neutral"]
+    splits = build_splits(resolve_config(build_parser().parse_args(["--config", str(tmp_path / "config.json")])))
+    (rescored,) = evaluate(load_ensemble([str(output)]), splits["validation"], neutral=True, perturbations=None).values()
+    assert rescored["roc_auc"] == pytest.approx(validation["roc_auc"], abs=1e-6)
+    assert rescored["balanced_accuracy"] == pytest.approx(validation["balanced_accuracy"], abs=1e-6)

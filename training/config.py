@@ -41,6 +41,7 @@ class TrainConfig:
     npr: bool = False  # train on the NPR residual of each input (hub_utils.preprocess.npr_residual)
     fakes_from_reals: float = 0.0  # share of real samples turned into fakes by training.augment.generator_upsample
     frozen_blocks: int = 0  # the stem and this many first blocks keep their pretrained weights and BatchNorm statistics
+    full_resolution_stem: bool = False  # stem convolution at stride 1 (hub_utils.model_folder.full_resolution_stem)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of real training samples re-upsampled like a generator's last layer and labelled fake")
     parser.add_argument("--frozen-blocks", type=int, dest="frozen_blocks",
                         help="keep the stem and the first N blocks (weights and BatchNorm statistics) as pretrained")
+    parser.add_argument("--full-resolution-stem", action="store_true", default=None, dest="full_resolution_stem",
+                        help="run the stem convolution at stride 1, so no pixel is skipped before the first block "
+                             "(every feature map doubles in side: about 4x the compute at the same input size)")
     parser.add_argument("--test-time-flip", action="store_true", default=None, dest="test_time_flip",
                         help="score each face and its mirror image and average the logits (validation and the model folder)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
@@ -110,7 +114,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
     for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed", "split_seed",
                  "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
-                 "keep_checkpoint", "test_time_flip", "npr", "fakes_from_reals", "frozen_blocks"):
+                 "keep_checkpoint", "test_time_flip", "npr", "fakes_from_reals", "frozen_blocks",
+                 "full_resolution_stem"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig.from_dict(values)

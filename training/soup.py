@@ -27,7 +27,8 @@ from training.recalibrate import TRAIN_CONFIG_NAME, calibration_summary, read_tr
 from training.train import build_splits, train_loader
 
 # What the members must share: the network, what it sees, and the split it was fitted and calibrated on.
-RECIPE_KEYS = ("backbone", "image_size", "preprocessing", "split_seed", "face_margin", "exclude", "holdout", "npr")
+RECIPE_KEYS = ("backbone", "image_size", "preprocessing", "split_seed", "face_margin", "exclude", "holdout", "npr",
+               "full_resolution_stem")
 
 
 def check_recipe(folders: list[Path], configs: list[TrainConfig], deepfakes: list[DeepfakeConfig]) -> None:

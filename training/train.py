@@ -29,7 +29,7 @@ from transformers import get_cosine_schedule_with_warmup
 from hub_utils.card import write_model_card
 from hub_utils.detector import Detector
 from hub_utils.faces import FaceFinder, FaceSettings
-from hub_utils.model_folder import DeepfakeConfig, save_model_folder
+from hub_utils.model_folder import DeepfakeConfig, full_resolution_stem, save_model_folder
 from hub_utils.preprocess import model_input
 from training.augment import build_train_transform
 from training.backbone import PretrainedError, create_backbone, freeze_early, unfreeze_early
@@ -99,7 +99,7 @@ class Validator:
 
 def deepfake_config(config: TrainConfig, **values: Any) -> DeepfakeConfig:
     return DeepfakeConfig(preprocessing=config.preprocessing, test_time_flip=config.test_time_flip, npr=config.npr,
-                          face_crop=FaceSettings(margin=config.face_margin), **values)
+                          full_resolution_stem=config.full_resolution_stem, face_crop=FaceSettings(margin=config.face_margin), **values)
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, config: TrainConfig, epoch: int) -> float:
@@ -179,6 +179,8 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
         raise FileExistsError(f"{output} holds an unfinished run; pass --resume to continue it or choose another --output.")
     torch.manual_seed(config.seed)
     model = create_backbone(config.backbone, config.pretrained, config.image_size)
+    if config.full_resolution_stem:
+        full_resolution_stem(model)
     freeze_early(model, config.frozen_blocks)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
