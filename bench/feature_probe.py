@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 from bench.leave_one_out import (FAMILIES, METRIC_HEADER, every_row, exclusion_rules, held_out_masks, metric_cells,
                                  row_figures, rule_mask, save_rows)
 from hub_utils.detector import Detector, load_detector
-from hub_utils.ensemble import Ensemble
+from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble
 from hub_utils.faces import FaceFinder, FaceSettings
 from hub_utils.model_folder import DeepfakeConfig
 from training.backbone import create_backbone
@@ -117,14 +118,16 @@ def scored_row(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarr
     return figures_at(scores, labels, masks, best_threshold(scores[masks["validation"]], labels[masks["validation"]]))
 
 
-def detector_scores(folder: str, rows, wanted: np.ndarray, face_cache: str) -> np.ndarray:
-    """P(fake) of a trained model folder after neutral re-encoding, scored as `training.evaluate` scores; NaN for other
-    rows (and for any image that could not be scored)."""
-    detector = load_detector(folder, FaceFinder(face_cache))
+def detector_scores(folders: Sequence[str], rows, wanted: np.ndarray, face_cache: str) -> np.ndarray:
+    """P(fake) of trained model folders after neutral re-encoding, scored as `training.evaluate` scores (several
+    folders: their ensemble, the mean P(fake) that `hub_utils.ensemble` gives); NaN for other rows (and for any image
+    that could not be scored)."""
+    finder = FaceFinder(face_cache)
+    ensemble = Ensemble([load_detector(folder, finder) for folder in folders])
     indices = np.flatnonzero(wanted)
     images = [neutral_reencode(image_of(rows[int(i)])) for i in indices]
     scores = np.full(len(wanted), np.nan)
-    scores[indices] = score_images(Ensemble([detector]), images, folder)[detector.name]
+    scores[indices] = score_images(ensemble, images, ", ".join(folders))[ENSEMBLE_NAME]
     return scores
 
 
@@ -201,7 +204,7 @@ def main() -> None:
         runs = [(features, probe)]
         if name in fuse and source == "validation":
             scored = masks["validation"] | masks["unseen"] | masks["seen"]
-            model = detector_scores(fuse[name], every, scored, args.face_cache)
+            model = detector_scores([fuse[name]], every, scored, args.face_cache)
             runs += [(f"fine-tuned {fuse[name]}", model), (f"{features} + fine-tuned {fuse[name]}", fused(probe, model))]
         new_rows += [{"features": label, "split_seed": args.split_seed, "left_out": name, "threshold_from": source,
                       "C": args.C, **scored_row(scores, labels, masks)} for label, scores in runs]

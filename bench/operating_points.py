@@ -8,6 +8,8 @@ left-out images and the seen test images are scored once through the inference p
 `validation BA`, the training's own (`training.calibrate.best_threshold`, which every shipped model uses), or
 `real recall Q`, the threshold that calls the share Q of the validation reals real. The second looks at reals only,
 so no generator in the validation split decides it; its price is a false-alarm rate of 1 - Q on reals like those.
+`RUN,RUN` scores the ensemble of runs that share a split and what they left out (the mean P(fake), as
+`hub_utils.ensemble` averages models in the app), with every threshold chosen on the ensemble's own scores.
 """
 from __future__ import annotations
 
@@ -22,6 +24,10 @@ from bench.leave_one_out import every_row, rule_mask, save_rows
 from training.calibrate import best_threshold
 from training.config import TrainConfig
 from training.recalibrate import TRAIN_CONFIG_NAME
+
+
+MEMBER_SEPARATOR = ","  # RUN,RUN: the ensemble of runs trained on one split
+SPLIT_KEYS = ("data", "split_seed", "exclude", "holdout")
 
 
 def real_recall_threshold(real_scores: np.ndarray, recall: float) -> float:
@@ -40,16 +46,29 @@ def operating_points(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np
              **figures_at(scores, labels, masks, threshold)} for rule, threshold in rules]
 
 
-def run_points(folder: Path, recalls: list[float]) -> list[dict]:
-    """Score a leave-one-out run folder once and read every operating point off those scores."""
-    config = TrainConfig.from_dict(json.loads((folder / TRAIN_CONFIG_NAME).read_text()))
+def shared_split(folders: list[Path]) -> TrainConfig:
+    """The first run's config, once every run is known to share its split and what it left out (an ensemble's rows
+    are only unseen if no member trained on them)."""
+    configs = [TrainConfig.from_dict(json.loads((folder / TRAIN_CONFIG_NAME).read_text())) for folder in folders]
+    for key in SPLIT_KEYS:
+        values = {folder.name: getattr(config, key) for folder, config in zip(folders, configs)}
+        if len({json.dumps(value) for value in values.values()}) > 1:
+            raise SystemExit(f"an ensemble needs runs of one split: they differ in {key}: {values}")
+    return configs[0]
+
+
+def run_points(folders: list[Path], recalls: list[float]) -> list[dict]:
+    """Score a leave-one-out run folder, or the ensemble of several, once and read every operating point off those
+    scores."""
+    config = shared_split(folders)
     every, split_names = every_row(config)
     labels = np.asarray(every["label"])
     left_out = rule_mask(every, config.exclude)
     masks = masks_for(split_names, labels, left_out, threshold_from=np.zeros_like(left_out))
     scored = masks["validation"] | masks["unseen"] | masks["seen"]
-    scores = detector_scores(str(folder), every, scored, config.face_cache)
-    return [{"run": folder.name, **row} for row in operating_points(scores, labels, masks, recalls)]
+    scores = detector_scores([str(folder) for folder in folders], every, scored, config.face_cache)
+    run = MEMBER_SEPARATOR.join(folder.name for folder in folders)
+    return [{"run": run, **row} for row in operating_points(scores, labels, masks, recalls)]
 
 
 def point_key(row: dict) -> tuple[str, str]:
@@ -67,15 +86,18 @@ def format_table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="bench.leave_one_out run folders")
+    parser.add_argument("runs", nargs="+", help="bench.leave_one_out run folders; RUN,RUN scores their ensemble")
     parser.add_argument("--real-recalls", nargs="+", type=float, default=[0.95, 0.9, 0.85], dest="real_recalls",
                         help="validation real recalls that set the other thresholds")
     parser.add_argument("--output", type=Path, default=Path("reports/operating_points.json"))
     args = parser.parse_args()
-    missing = [str(folder) for folder in args.runs if not (folder / TRAIN_CONFIG_NAME).is_file()]
+    runs = [[Path(folder) for folder in run.split(MEMBER_SEPARATOR)] for run in args.runs]
+    missing = [str(folder) for folders in runs for folder in folders if not (folder / TRAIN_CONFIG_NAME).is_file()]
     if missing:
         raise SystemExit(f"not leave-one-out run folders (no {TRAIN_CONFIG_NAME}): {', '.join(missing)}")
-    rows = [row for folder in args.runs for row in run_points(folder, args.real_recalls)]
+    for folders in runs:
+        shared_split(folders)
+    rows = [row for folders in runs for row in run_points(folders, args.real_recalls)]
     print(format_table(save_rows(args.output, rows, point_key)))
 
 

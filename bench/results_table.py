@@ -103,7 +103,8 @@ def section(reports: Path) -> str:
 
         parts += ["Operating points (`python -m bench.operating_points`): leave-one-out run folders scored once, "
                   "then read at thresholds chosen on their validation split by the training's rule (best balanced "
-                  "accuracy) or by the share of validation reals called real, a rule that no generator decides:",
+                  "accuracy) or by the share of validation reals called real, a rule that no generator decides; a "
+                  "`RUN,RUN` row is the two runs' ensemble (mean P(fake)), its thresholds chosen on its own scores:",
                   points_table(points)]
     if audit:
         parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "

@@ -14,6 +14,7 @@ import bench.feature_probe as feature_probe
 from bench.feature_probe import (build_parser, cached_features, format_table, fused, masks_for, parse_fuse,
                                  pooled_statistics, probe_key, probe_scores, scored_row)
 from bench.leave_one_out import every_row, save_rows
+from tests.conftest import make_model_folder
 from training.config import TrainConfig
 
 
@@ -126,8 +127,26 @@ def test_a_fused_model_scores_through_the_inference_path(noise_tree: Path, model
 
     rows, _ = every_row(TrainConfig(data=[str(noise_tree)]))
     wanted = np.arange(len(rows)) % 3 == 0
-    scores = feature_probe.detector_scores(str(model_dir), rows, wanted, str(tmp_path / "faces"))
+    scores = feature_probe.detector_scores([str(model_dir)], rows, wanted, str(tmp_path / "faces"))
     assert np.isnan(scores[~wanted]).all() and np.isfinite(scores[wanted]).all()
     first = int(np.flatnonzero(wanted)[1])
     expected = load_detector(model_dir).predict([neutral_reencode(image_of(rows[first]))])[0].fake_probability
     assert scores[first] == pytest.approx(expected)
+
+
+def test_several_folders_score_as_the_apps_ensemble(noise_tree: Path, model_dir: Path, tmp_path: Path) -> None:
+    from hub_utils.ensemble import load_ensemble
+    from training.dataset import image_of
+    from training.perturb import neutral_reencode
+
+    other = make_model_folder(tmp_path / "tiny-b", seed=1)
+    rows, _ = every_row(TrainConfig(data=[str(noise_tree)]))
+    wanted = np.arange(len(rows)) % 4 == 0
+    alone = [feature_probe.detector_scores([str(folder)], rows, wanted, str(tmp_path / "faces"))
+             for folder in (model_dir, other)]
+    together = feature_probe.detector_scores([str(model_dir), str(other)], rows, wanted, str(tmp_path / "faces"))
+    assert not np.allclose(alone[0][wanted], alone[1][wanted])  # two different models, so the mean is a real test
+    assert np.allclose(together[wanted], (alone[0][wanted] + alone[1][wanted]) / 2)
+    first = int(np.flatnonzero(wanted)[1])
+    app = load_ensemble([str(model_dir), str(other)]).predict([neutral_reencode(image_of(rows[first]))])[0]
+    assert together[first] == pytest.approx(app.ensemble.fake_probability)

@@ -1,6 +1,7 @@
 """Threshold rules of the operating-points bench, on scores whose answer is known."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -36,5 +37,23 @@ def test_the_real_recall_threshold_calls_that_share_of_reals_real() -> None:
 def test_a_folder_that_is_not_a_run_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["operating_points", str(tmp_path), "--output", str(tmp_path / "out.json")])
     with pytest.raises(SystemExit, match="train_config.json"):
+        operating_points.main()
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_an_ensemble_of_runs_on_different_splits_is_refused_before_scoring(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.config import TrainConfig
+    from training.recalibrate import TRAIN_CONFIG_NAME
+
+    runs = []
+    for name, split_seed in [("resize", 0), ("crop-seed1", 1)]:
+        folder = tmp_path / name
+        folder.mkdir()
+        config = TrainConfig(data=[str(tmp_path / "data")], exclude=["generator=flux1_pro"], split_seed=split_seed)
+        (folder / TRAIN_CONFIG_NAME).write_text(json.dumps(config.to_dict()))
+        runs.append(str(folder))
+    monkeypatch.setattr(sys, "argv", ["operating_points", ",".join(runs), "--output", str(tmp_path / "out.json")])
+    with pytest.raises(SystemExit, match="split_seed.*resize.*crop-seed1"):
         operating_points.main()
     assert not (tmp_path / "out.json").exists()
