@@ -57,10 +57,9 @@ def shared_split(folders: list[Path]) -> TrainConfig:
     return configs[0]
 
 
-def run_points(folders: list[Path], recalls: list[float]) -> list[dict]:
-    """Score a leave-one-out run folder, or the ensemble of several, once and read every operating point off those
-    scores."""
-    config = shared_split(folders)
+def run_points(folders: list[Path], config: TrainConfig, recalls: list[float]) -> list[dict]:
+    """Score a leave-one-out run folder, or the ensemble of several (`config`: their `shared_split`), once and read
+    every operating point off those scores."""
     every, split_names = every_row(config)
     labels = np.asarray(every["label"])
     left_out = rule_mask(every, config.exclude)
@@ -95,9 +94,8 @@ def main() -> None:
     missing = [str(folder) for folders in runs for folder in folders if not (folder / TRAIN_CONFIG_NAME).is_file()]
     if missing:
         raise SystemExit(f"not leave-one-out run folders (no {TRAIN_CONFIG_NAME}): {', '.join(missing)}")
-    for folders in runs:
-        shared_split(folders)
-    rows = [row for folders in runs for row in run_points(folders, args.real_recalls)]
+    configs = [shared_split(folders) for folders in runs]  # every ensemble checked before anything is scored
+    rows = [row for folders, config in zip(runs, configs) for row in run_points(folders, config, args.real_recalls)]
     print(format_table(save_rows(args.output, rows, point_key)))
 
 

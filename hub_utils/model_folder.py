@@ -100,7 +100,7 @@ def create_model(config: dict[str, Any]) -> torch.nn.Module:
         raise ModelFolderError(f"cannot build architecture {config['architecture']!r}: {error}") from None
 
 
-def full_resolution_stem(model: torch.nn.Module) -> torch.nn.Module:
+def full_resolution_stem(model: torch.nn.Module) -> None:
     """Run the stem convolution at stride 1, so the first blocks see every pixel instead of every other one
     (Gragnaniello et al. 2021: no early downsampling keeps a generator's upsampling traces). Weights are unchanged;
     the stride is not part of timm's config, so bare timm needs the same line after loading."""
@@ -109,7 +109,6 @@ def full_resolution_stem(model: torch.nn.Module) -> torch.nn.Module:
         raise ValueError(f"{type(model).__name__} has no conv_stem convolution, so its stem stride cannot be set to 1; "
                          "a full-resolution stem needs an EfficientNet-style timm model.")
     stem.stride = (1, 1)
-    return model
 
 
 def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeConfig]:
