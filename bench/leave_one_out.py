@@ -4,12 +4,14 @@
     python -m bench.leave_one_out --families --sources basemax_fakefaces rees451_lfw --epochs 2
     python -m bench.leave_one_out --families --sources rees451_lfw --augment downscale_p=0.3 jpeg_p=0.3 --epochs 2
     python -m bench.leave_one_out --families --generators stylegan attgan flux1_pro+flux1_dev+flux1_schnell --epochs 2
+    python -m bench.leave_one_out --families --sources zoya2244_140k_subset+eyesthat_game --epochs 2
 
-For each left-out family, source or group of generators (`--generators`: the rest of their family still trains) and
-each preprocessing mode, a small EfficientNet-Lite0 (160 px) is trained through `training.train` with those images
-excluded from training and validation; it is then scored through the one inference path, after neutral re-encoding,
-on every left-out image (none was seen), completed by the test split's images of the class that the left-out images
-lack (a generator family has no reals; a real-only source no fakes).
+For each left-out family, source or group (`--generators A+B`: the rest of their family still trains; `--sources A+B`:
+every image of those sources, reals included) and each preprocessing mode, a small EfficientNet-Lite0 (160 px) is
+trained through `training.train` with those images excluded from training and validation; it is then scored through
+the one inference path, after neutral re-encoding, on every left-out image (none was seen), completed by the test
+split's images of the class that the left-out images lack (a generator family has no reals; a real-only source no
+fakes).
 `--augment KEY=VALUE ...` changes augmentation settings from their defaults (a variant, run and reported apart);
 `--seed N` repeats a run with other training randomness and another draw of the splits (reported apart too);
 `--npr` trains on NPR residuals instead of pixels, `--image-size` changes the input side (with `--modes tile`, the
@@ -45,12 +47,13 @@ GENERATOR_PREFIX = "generator="  # a left-out name that names generators rather 
 
 
 def exclusion_rules(name: str) -> list[str]:
-    """`--exclude` rules for a family name (its generators), `generator=A+B` (those generators) or a source name."""
+    """`--exclude` rules for a family name (its generators), `generator=A+B` (those generators) or `A+B` (those
+    sources, each with its reals and its fakes)."""
     if name in FAMILIES:
         return [f"generator={g}" for g in FAMILIES[name]]
     if name.startswith(GENERATOR_PREFIX):
         return [f"generator={g}" for g in name.removeprefix(GENERATOR_PREFIX).split("+")]
-    return [f"source={name}"]
+    return [f"source={s}" for s in name.split("+")]
 
 
 def rule_mask(rows: datasets.Dataset, rules: list[str]) -> np.ndarray:
@@ -118,6 +121,8 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
 
 
 def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
+    """Train the run without `name` (or reuse its folder) and score it: a table row, plus each generator's accuracy
+    (the recall of its class) on the left-out images."""
     config = run_config(name, mode, args)
     rules = config.exclude
     if not (Path(config.output) / "model.safetensors").is_file():
@@ -127,8 +132,10 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     model = ensemble.detectors[0].name
     unseen_report = evaluate(ensemble, unseen, neutral=True, perturbations=None)[model]
     seen_report = evaluate(ensemble, seen, neutral=True, perturbations=None)[model]
+    per_generator = {generator: {"n": group["n"], "accuracy": group["accuracy"]}
+                     for generator, group in unseen_report["per_generator"].items()}
     return {"left_out": name, "mode": mode, "variant": variant_of(args), "seed": args.seed,
-            **row_figures(unseen_report, seen_report)}
+            **row_figures(unseen_report, seen_report), "unseen_accuracy_per_generator": per_generator}
 
 
 def row_figures(unseen: dict, seen: dict) -> dict:
@@ -180,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", nargs="+", default=["../shared/data/faces"])
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
-    parser.add_argument("--sources", nargs="+", default=[], help="source names to leave out, one run each")
+    parser.add_argument("--sources", nargs="+", default=[], metavar="NAME[+NAME...]",
+                        help="sources to leave out with their reals and their fakes, one run per item; A+B leaves "
+                             "both out in one run (a generator none of the other sources has, with its own reals)")
     parser.add_argument("--generators", nargs="+", default=[], metavar="NAME[+NAME...]",
                         help="generators to leave out while the rest of their family trains, one run per item; "
                              "A+B leaves both out in one run")
@@ -205,11 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_left_out(names: list[str], data: list[str]) -> None:
     """Refuse, before any training, a left-out name that no image of `data` matches (a typo would leave nothing out);
-    each generator of a `generator=A+B` group must match on its own."""
+    each generator or source of an `A+B` group must match on its own."""
     every, _ = every_row(TrainConfig(data=data))
     for name in names:
         rules = exclusion_rules(name)
-        groups = [[rule] for rule in rules] if name.startswith(GENERATOR_PREFIX) else [rules]
+        groups = [rules] if name in FAMILIES else [[rule] for rule in rules]
         for group in groups:
             if not rule_mask(every, group).any():
                 raise SystemExit(f"{' / '.join(group)} matches no image of {', '.join(data)}. Generators there: "

@@ -66,6 +66,9 @@ From a running Space: `gradio_client.Client(url).predict(handle_file("face.jpg")
 Intended for research on detecting fully GAN-generated face photographs (StyleGAN family, attribute-editing GANs
 such as AttGAN and StarGAN). Not for video, not for face swaps or other partial manipulations, and weak on text-to-image
 diffusion faces (few in training). Scores are evidence, not proof: never use a verdict alone to accuse a person.
+Real photos unlike every real photo in training (another camera, collection or processing) are the likeliest false
+alarms: in the project's leave-one-out tests, a model trained without a kind of real photo called most of those
+photos fake, even where it caught the fakes made in their likeness.
 Face detection (MTCNN) may miss faces; the whole image is then scored and flagged. No subgroup metadata exists in the
 training data, so differences across age, gender or skin tone are unmeasured.
 """

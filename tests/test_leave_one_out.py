@@ -1,6 +1,7 @@
 """The leave-one-out bench's data selection: what a run never sees is exactly what it is tested on."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ def test_rules_name_a_family_by_its_generators_and_anything_else_as_a_source() -
     assert exclusion_rules("rees451_lfw") == ["source=rees451_lfw"]
     assert exclusion_rules("generator=stylegan") == ["generator=stylegan"]  # the generator, not the family
     assert exclusion_rules("generator=flux1_pro+flux1_dev") == ["generator=flux1_pro", "generator=flux1_dev"]
+    assert exclusion_rules("studio+phone") == ["source=studio", "source=phone"]
 
 
 def test_a_left_out_generator_group_runs_once_and_names_its_folder(tmp_path: Path) -> None:
@@ -48,6 +50,8 @@ def test_a_left_out_name_that_matches_no_image_is_refused_before_training(two_so
         main([*argv, "upsampler+upsamplr"])
     with pytest.raises(SystemExit, match="source=studi matches no image.*sources: phone, studio"):
         main([*argv, "upsampler", "--sources", "studi"])
+    with pytest.raises(SystemExit, match="source=phon matches no image"):
+        main([*argv, "upsampler", "--sources", "studio+phon"])
     assert not (tmp_path / "runs").exists() and not (tmp_path / "loo.json").exists()
 
 
@@ -60,6 +64,14 @@ def test_a_left_out_real_source_is_tested_with_the_test_splits_fakes(two_sources
         test.filter(lambda row: row["label"] == 1)["path"])
     assert "phone" not in seen["source"] and len(seen) == len(test.filter(lambda row: row["source"] != "phone"))
     assert "phone" not in build_splits(config)["train"]["source"]
+
+
+def test_a_left_out_source_with_both_classes_is_tested_on_its_own_images_alone(two_sources: Path, tmp_path: Path) -> None:
+    config = TrainConfig(data=[str(two_sources)], output=str(tmp_path / "run"), exclude=["source=studio"])
+    unseen, seen = held_out_rows(config, ["source=studio"])
+    assert set(unseen["source"]) == {"studio"} and sorted(unseen["label"]) == [0] * 20 + [1] * 20
+    assert set(seen["source"]) == {"phone"}
+    assert all("studio" not in build_splits(config)[name]["source"] for name in ("train", "validation"))
 
 
 def test_a_left_out_generator_is_tested_with_the_test_splits_reals(two_sources: Path, tmp_path: Path) -> None:
@@ -107,3 +119,15 @@ def test_a_variant_names_its_run_folder_and_its_row() -> None:
     assert run_config("diffusion", "resize", stem).output == str(Path("r") / "diffusion-resize-full_resolution_stem")
     plain = build_parser().parse_args(["--runs", "r"])
     assert variant_of(plain) == "" and run_config("stylegan", "resize", plain).output == str(Path("r") / "stylegan-resize")
+
+
+def test_a_left_out_source_row_gives_each_of_its_generators_accuracy(two_sources: Path, tmp_path: Path) -> None:
+    output = tmp_path / "loo.json"
+    main(["--data", str(two_sources), "--families", "--sources", "studio", "--epochs", "1", "--image-size", "32",
+          "--runs", str(tmp_path / "runs"), "--output", str(output)])
+    [row] = json.loads(output.read_text())
+    assert row["left_out"] == "studio" and row["unseen_n_fake"] == row["unseen_n_real"] == 20
+    per_generator = row["unseen_accuracy_per_generator"]
+    assert {name: group["n"] for name, group in per_generator.items()} == {"camera": 20, "upsampler": 20}
+    fake_recall, real_recall = per_generator["upsampler"]["accuracy"], per_generator["camera"]["accuracy"]
+    assert (fake_recall, real_recall) == (row["unseen_fake_recall"], row["real_recall"])
