@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--sources", nargs="+", default=[], metavar="NAME[+NAME...]",
                         help="sources to leave out with their reals and their fakes, one run per item; A+B leaves "
-                             "both out in one run (a generator none of the other sources has, with its own reals)")
+                             "both out in one run (e.g. every source of one generator: new fakes and new reals)")
     parser.add_argument("--generators", nargs="+", default=[], metavar="NAME[+NAME...]",
                         help="generators to leave out while the rest of their family trains, one run per item; "
                              "A+B leaves both out in one run")

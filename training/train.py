@@ -4,8 +4,9 @@
         --data ../shared/data/faces --output models/my-detector --epochs 6 --image-size 160
 
 Runs on CPU, one GPU or many (`accelerate launch -m training.train ...`). A checkpoint is written atomically each
-epoch; `--resume` continues after an interruption. Validation scores go through `Detector.predict`, the same path
-the app and the CLI use; the final model is calibrated on the validation split before it is saved.
+epoch; `--resume` continues after an interruption, from the checkpoint, with the log cut back to it. Validation
+scores go through `Detector.predict`, the same path the app and the CLI use; the final model is calibrated on the
+validation split before it is saved.
 """
 from __future__ import annotations
 
@@ -135,6 +136,21 @@ def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, folder / STATE_NAME)
 
 
+def trim_log(path: Path, last_epoch: int) -> None:
+    """Keep the log's lines up to the checkpoint's epoch: a kill between writing an epoch's line and its checkpoint
+    leaves a line for an epoch the resumed run trains again (and a cut-off line if it came mid-write)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["epoch"] <= last_epoch:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    path.write_text("".join(kept))
+
+
 def save_best(folder: Path, model: torch.nn.Module) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f"{BEST_NAME}.tmp"
@@ -201,6 +217,8 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
         scheduler.load_state_dict(saved["scheduler"])
         state = saved["progress"]
         accelerator.print(f"resuming after epoch {state['epoch']}")
+        if accelerator.is_main_process:
+            trim_log(output / LOG_NAME, state["epoch"])
     output.mkdir(parents=True, exist_ok=True)
     (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     validator = Validator(splits["validation"], face_finder)
