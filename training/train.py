@@ -138,7 +138,8 @@ def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
 
 def trim_log(path: Path, last_epoch: int) -> None:
     """Keep the log's lines up to the checkpoint's epoch: a kill between writing an epoch's line and its checkpoint
-    leaves a line for an epoch the resumed run trains again (and a cut-off line if it came mid-write)."""
+    leaves a line for an epoch the resumed run trains again (and a cut-off line if it came mid-write). Atomic, like
+    the checkpoint, so a second kill here cannot cut the log short."""
     if not path.is_file():
         return
     kept = []
@@ -148,7 +149,9 @@ def trim_log(path: Path, last_epoch: int) -> None:
                 kept.append(line + "\n")
         except (ValueError, KeyError, TypeError):
             continue
-    path.write_text("".join(kept))
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
 
 
 def save_best(folder: Path, model: torch.nn.Module) -> None:
