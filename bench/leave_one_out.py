@@ -103,6 +103,7 @@ def variant_of(args: argparse.Namespace) -> str:
     parts += [f"fakes_from_reals={args.fakes_from_reals}"] if args.fakes_from_reals else []
     parts += [f"frozen_blocks={args.frozen_blocks}"] if args.frozen_blocks else []
     parts += ["full_resolution_stem"] if args.full_resolution_stem else []
+    parts += [f"kept_blocks={args.kept_blocks}"] if args.kept_blocks else []
     parts += [f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in parse_settings(args.augment).items()]
     return " ".join(parts)
 
@@ -117,7 +118,7 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
                        num_workers=1, patience=args.epochs, exclude=exclusion_rules(name), seed=args.seed,
                        split_seed=args.seed, npr=args.npr, fakes_from_reals=args.fakes_from_reals,
                        frozen_blocks=args.frozen_blocks, full_resolution_stem=args.full_resolution_stem,
-                       augment=AugmentConfig.from_dict({"mode": mode, **parse_settings(args.augment)}))
+                       kept_blocks=args.kept_blocks, augment=AugmentConfig.from_dict({"mode": mode, **parse_settings(args.augment)}))
 
 
 def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
@@ -207,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep the stem and the first N blocks as pretrained (training.train --frozen-blocks)")
     parser.add_argument("--full-resolution-stem", action="store_true", dest="full_resolution_stem",
                         help="stem convolution at stride 1 (training.train --full-resolution-stem)")
+    parser.add_argument("--kept-blocks", type=int, default=0, dest="kept_blocks",
+                        help="a patch classifier on the first N blocks (training.train --kept-blocks)")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
     return parser

@@ -20,6 +20,11 @@ NPR_NOTE = ("; the network sees the NPR residual of its input, `hub_utils.prepro
             "or transformers users must apply themselves")
 STEM_NOTE = ("; its stem convolution runs at stride 1 (`hub_utils.model_folder.full_resolution_stem`), which bare timm "
              "users must set after loading: `model.conv_stem.stride = (1, 1)`")
+BLOCKS_NOTE = ("; it is a patch classifier on the stem and the first {blocks} blocks, with a new 1x1 `conv_head` "
+               "(`hub_utils.model_folder.keep_early_blocks`), which timm's config cannot describe, so transformers "
+               "cannot build it and bare timm users build it in three steps: `timm.create_model(\"local-dir:...\", "
+               "pretrained=False)`, `keep_early_blocks(model, {blocks})`, then "
+               "`model.load_state_dict(safetensors.torch.load_file(\".../model.safetensors\"))`")
 HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc", "average_precision")
 
 TEMPLATE = """---
@@ -31,7 +36,7 @@ TEMPLATE = """---
 {{ status }}
 
 A real-vs-GAN face-image detector (`{{ architecture }}`, {{ preprocessing }} preprocessing at {{ size }} px, face crop
-{{ face_crop }}{{ npr }}{{ stem }}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, so timm and
+{{ face_crop }}{{ npr }}{{ stem }}{{ blocks }}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, so timm and
 transformers give the same probability{{ flip }}); verdict `fake` when P(fake) >= **{{ threshold }}**.
 
 ## Use
@@ -158,6 +163,7 @@ def build_model_card(folder: Path) -> ModelCard:
         flip=FLIP_NOTE if deepfake.get("test_time_flip") else "",
         npr=NPR_NOTE if deepfake.get("npr") else "",
         stem=STEM_NOTE if deepfake.get("full_resolution_stem") else "",
+        blocks=BLOCKS_NOTE.format(blocks=deepfake["kept_blocks"]) if deepfake.get("kept_blocks") else "",
         status="" if deepfake.get("trained", True) else "**UNTRAINED PLACEHOLDER: its scores mean nothing.**",
         terms=DATA_TERMS, data_table=data_table, initialised=_initialisation(training_data),
         results=_results_markdown(reports, evaluation) + "\n\n" + _plots_markdown(folder))

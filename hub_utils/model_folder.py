@@ -38,6 +38,7 @@ class DeepfakeConfig:
     test_time_flip: bool = False  # average the logits of each input and its mirror image
     npr: bool = False  # the model sees `preprocess.npr_residual` of its input, not the pixels
     full_resolution_stem: bool = False  # the stem convolution runs at stride 1 (`full_resolution_stem`)
+    kept_blocks: int = 0  # 0: every block; N: a patch classifier on the stem and the first N blocks (`keep_early_blocks`)
     trained: bool = True
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -111,6 +112,23 @@ def full_resolution_stem(model: torch.nn.Module) -> None:
     stem.stride = (1, 1)
 
 
+def keep_early_blocks(model: torch.nn.Module, blocks: int) -> None:
+    """Drop every block after the first `blocks` and give `conv_head` the last kept block's width, so the head scores
+    each position of an early feature map and pooling averages those scores: a patch classifier whose small receptive
+    field cannot see a whole face (Chai et al. 2020). The new `conv_head` starts untrained; the rest keeps its weights.
+    Not part of timm's config, so bare timm needs the same call before loading the weights."""
+    head = getattr(model, "conv_head", None)
+    stages = getattr(model, "blocks", None)
+    if not isinstance(head, torch.nn.Conv2d) or not isinstance(stages, torch.nn.Sequential):
+        raise ValueError(f"{type(model).__name__} has no blocks and conv_head, so it cannot be cut to its first blocks; "
+                         "a patch classifier needs an EfficientNet-style timm model.")
+    if not 0 < blocks < len(stages):
+        raise ValueError(f"{type(model).__name__} has {len(stages)} blocks; keep between 1 and {len(stages) - 1} of them.")
+    model.blocks = stages[:blocks]
+    width = [m for m in model.blocks[-1].modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
+    model.conv_head = torch.nn.Conv2d(width, head.out_channels, 1, bias=head.bias is not None)
+
+
 def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeConfig]:
     """Model in eval mode with weights from `model.safetensors`; pickle checkpoints are refused."""
     folder = Path(folder)
@@ -126,6 +144,11 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeC
             full_resolution_stem(model)
         except ValueError as error:
             raise ModelFolderError(f"{folder / CONFIG_NAME}: 'deepfake.full_resolution_stem' is set, but {error}") from None
+    if deepfake.kept_blocks:
+        try:
+            keep_early_blocks(model, deepfake.kept_blocks)
+        except ValueError as error:
+            raise ModelFolderError(f"{folder / CONFIG_NAME}: 'deepfake.kept_blocks' is {deepfake.kept_blocks}, but {error}") from None
     try:
         state = load_file(weights)
         model.load_state_dict(state, strict=True)

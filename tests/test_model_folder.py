@@ -9,10 +9,11 @@ import pytest
 import timm
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from hub_utils import ModelFolderError, load_detector
 from hub_utils.card import write_model_card
-from hub_utils.model_folder import LABEL_NAMES, DeepfakeConfig, load_model, read_config, save_model_folder
+from hub_utils.model_folder import LABEL_NAMES, DeepfakeConfig, keep_early_blocks, load_model, read_config, save_model_folder
 from tests.conftest import make_model_folder
 from training.backbone import create_backbone
 
@@ -128,4 +129,39 @@ def test_a_full_resolution_stem_on_a_model_without_conv_stem_is_refused_by_name(
     folder = save_model_folder(create_backbone("resnet10t", "none", 64), tmp_path / "resnet",
                                DeepfakeConfig(full_resolution_stem=True))
     with pytest.raises(ModelFolderError, match="full_resolution_stem.*no conv_stem"):
+        load_detector(folder)
+
+
+def test_a_patch_classifier_is_rebuilt_from_its_first_blocks_and_the_cards_recipe_makes_bare_timm_agree(
+        tmp_path: Path, astronaut: Image.Image) -> None:
+    torch.manual_seed(0)
+    model = create_backbone("test_efficientnet", "none", 64)
+    keep_early_blocks(model, 2)
+    torch.nn.init.normal_(model.get_classifier().weight, std=0.5)
+    folder = save_model_folder(model, tmp_path / "patch", DeepfakeConfig(kept_blocks=2))
+    card = write_model_card(folder).read_text()
+    assert "keep_early_blocks(model, 2)" in card
+    detector = load_detector(folder)
+    assert len(detector.model.blocks) == 2 and detector.model.conv_head.in_channels == 24
+    region = detector.regions(astronaut)[0][0]
+    ours = float(detector.score_regions([region])[0])
+    bare = timm.create_model(f"local-dir:{folder}", pretrained=False).eval()  # the card's three steps
+    keep_early_blocks(bare, 2)
+    bare.load_state_dict(load_file(folder / "model.safetensors"))
+    inputs = timm.data.create_transform(**timm.data.resolve_data_config(model=bare))(region).unsqueeze(0)
+    with torch.no_grad():
+        assert ours == pytest.approx(bare(inputs).softmax(1)[0, 1].item(), abs=1e-5)
+    with pytest.raises(RuntimeError, match="size mismatch"):  # not in timm's config: plain local-dir cannot build it
+        timm.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+@pytest.mark.parametrize("architecture, blocks, message", [
+    ("test_efficientnet", 5, "has 5 blocks; keep between 1 and 4"),
+    ("resnet10t", 2, "no blocks and conv_head"),
+])
+def test_a_patch_classifier_that_cannot_be_cut_is_refused_by_name(
+        tmp_path: Path, architecture: str, blocks: int, message: str) -> None:
+    folder = save_model_folder(create_backbone(architecture, "none", 64), tmp_path / "cut",
+                               DeepfakeConfig(kept_blocks=blocks))
+    with pytest.raises(ModelFolderError, match=f"kept_blocks' is {blocks}, but .*{message}"):
         load_detector(folder)

@@ -273,15 +273,20 @@ def test_frozen_blocks_keep_their_pretrained_weights_and_the_folder_stays_plain_
 
 
 @pytest.mark.slow
-def test_a_full_resolution_stem_trains_at_stride_1_and_its_folder_keeps_the_stride(generated: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags, key, value, built", [
+    (["--full-resolution-stem"], "full_resolution_stem", True, lambda model: model.conv_stem.stride == (1, 1)),
+    (["--kept-blocks", "2"], "kept_blocks", 2, lambda model: len(model.blocks) == 2),
+])
+def test_an_architecture_change_trains_and_its_folder_rebuilds_it(
+        generated: Path, tmp_path: Path, flags: list[str], key: str, value: object, built) -> None:
     output = tmp_path / "run"
     done = run_training(write_config(tmp_path / "config.json", [str(generated)], output, tmp_path / "faces", epochs=1),
-                        "--full-resolution-stem")
+                        *flags)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((output / "train_config.json").read_text())["full_resolution_stem"] is True
+    assert json.loads((output / "train_config.json").read_text())[key] == value
     detector = load_detector(output)
-    assert detector.deepfake.full_resolution_stem and detector.model.conv_stem.stride == (1, 1)
-    # the folder's validation figures were measured by the training's stride-1 model; the loaded one scores the same
+    assert getattr(detector.deepfake, key) == value and built(detector.model)
+    # the folder's validation figures were measured by the training's changed model; the loaded one scores the same
     validation = detector.deepfake.metrics["validation_neutral"]
     splits = build_splits(resolve_config(build_parser().parse_args(["--config", str(tmp_path / "config.json")])))
     (rescored,) = evaluate(load_ensemble([str(output)]), splits["validation"], neutral=True, perturbations=None).values()

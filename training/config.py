@@ -42,6 +42,7 @@ class TrainConfig:
     fakes_from_reals: float = 0.0  # share of real samples turned into fakes by training.augment.generator_upsample
     frozen_blocks: int = 0  # the stem and this many first blocks keep their pretrained weights and BatchNorm statistics
     full_resolution_stem: bool = False  # stem convolution at stride 1 (hub_utils.model_folder.full_resolution_stem)
+    kept_blocks: int = 0  # 0: every block; N: a patch classifier on the first N blocks (hub_utils.model_folder.keep_early_blocks)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--full-resolution-stem", action="store_true", default=None, dest="full_resolution_stem",
                         help="run the stem convolution at stride 1, so no pixel is skipped before the first block "
                              "(every feature map doubles in side: about 4x the compute at the same input size)")
+    parser.add_argument("--kept-blocks", type=int, dest="kept_blocks",
+                        help="keep only the stem and the first N blocks, with a 1x1 head averaged over positions: a patch "
+                             "classifier whose small receptive field cannot see a whole face (0: every block)")
     parser.add_argument("--test-time-flip", action="store_true", default=None, dest="test_time_flip",
                         help="score each face and its mirror image and average the logits (validation and the model folder)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
@@ -115,7 +119,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed", "split_seed",
                  "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
                  "keep_checkpoint", "test_time_flip", "npr", "fakes_from_reals", "frozen_blocks",
-                 "full_resolution_stem"):
+                 "full_resolution_stem", "kept_blocks"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig.from_dict(values)

@@ -30,7 +30,7 @@ from transformers import get_cosine_schedule_with_warmup
 from hub_utils.card import write_model_card
 from hub_utils.detector import Detector
 from hub_utils.faces import FaceFinder, FaceSettings
-from hub_utils.model_folder import DeepfakeConfig, full_resolution_stem, save_model_folder
+from hub_utils.model_folder import DeepfakeConfig, full_resolution_stem, keep_early_blocks, save_model_folder
 from hub_utils.preprocess import model_input
 from training.augment import build_train_transform
 from training.backbone import PretrainedError, create_backbone, freeze_early, unfreeze_early
@@ -100,7 +100,7 @@ class Validator:
 
 def deepfake_config(config: TrainConfig, **values: Any) -> DeepfakeConfig:
     return DeepfakeConfig(preprocessing=config.preprocessing, test_time_flip=config.test_time_flip, npr=config.npr,
-                          full_resolution_stem=config.full_resolution_stem, face_crop=FaceSettings(margin=config.face_margin), **values)
+                          full_resolution_stem=config.full_resolution_stem, kept_blocks=config.kept_blocks, face_crop=FaceSettings(margin=config.face_margin), **values)
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, config: TrainConfig, epoch: int) -> float:
@@ -200,6 +200,8 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
     model = create_backbone(config.backbone, config.pretrained, config.image_size)
     if config.full_resolution_stem:
         full_resolution_stem(model)
+    if config.kept_blocks:
+        keep_early_blocks(model, config.kept_blocks)
     freeze_early(model, config.frozen_blocks)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
