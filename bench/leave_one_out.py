@@ -17,7 +17,8 @@ fakes).
 `--npr` trains on NPR residuals instead of pixels, `--image-size` changes the input side (with `--modes tile`, the
 patch size of a patch classifier), `--fakes-from-reals P` turns that share of real training samples into fakes,
 `--frozen-blocks N` keeps the stem and the first N blocks at their ImageNet weights, `--full-resolution-stem` runs the
-stem at stride 1 (each reported apart too).
+stem at stride 1, `--kept-blocks N` makes a patch classifier of the first N blocks, `--epochs` other than 2 trains
+longer or shorter (each reported apart too).
 Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
 """
 from __future__ import annotations
@@ -96,9 +97,13 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
     return settings
 
 
+TABLE_EPOCHS = 2  # the plain recipe's training length; other lengths are variants
+
+
 def variant_of(args: argparse.Namespace) -> str:
     """What sets a run apart from the plain recipe, as the table shows it ("" for the plain recipe)."""
     parts = [f"{args.image_size}px"] if args.image_size != 160 else []
+    parts += [f"epochs={args.epochs}"] if args.epochs != TABLE_EPOCHS else []
     parts += ["npr"] if args.npr else []
     parts += [f"fakes_from_reals={args.fakes_from_reals}"] if args.fakes_from_reals else []
     parts += [f"frozen_blocks={args.frozen_blocks}"] if args.frozen_blocks else []
@@ -199,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=160, dest="image_size",
                         help="model input side; with --modes tile, the patch size of a patch classifier")
     parser.add_argument("--augment", nargs="*", default=[], metavar="KEY=VALUE", help="augmentation settings to change")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=TABLE_EPOCHS)
     parser.add_argument("--seed", type=int, default=0, help="training seed, which also redraws the splits")
     parser.add_argument("--npr", action="store_true", help="train and score on NPR residuals instead of pixels")
     parser.add_argument("--fakes-from-reals", type=float, default=0.0, dest="fakes_from_reals",

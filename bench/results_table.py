@@ -75,16 +75,16 @@ def section(reports: Path) -> str:
                   "is that label's recall):", breakdown(neutral, "per_generator", "accuracy"),
                   breakdown(neutral, "per_source", "accuracy")]
     if loo:
-        from bench.leave_one_out import format_table
+        from bench.leave_one_out import TABLE_EPOCHS, format_table
 
         parts += ["Leave one out (`python -m bench.leave_one_out`, commands above): a small EfficientNet-Lite0, 160 px and "
-                  "2 epochs (the 64px rows: 64 px patches, 3 epochs), trained without a generator family, a source "
+                  f"{TABLE_EPOCHS} epochs, trained without a generator family, a source "
                   "(`A+B` rows: several sources, reals and fakes) or some generators (`generator=...` rows: the rest "
                   "of their family still trains), "
                   "then scored after neutral re-encoding on every left-out image plus the test split's images of the class they lack (its reals for a "
                   "family, some generators or a fake-only source, its fakes for a real-only source, none for sources "
                   "that hold both), at the run's validation "
-                  "threshold. Settings after the mode are changes to the default recipe; a seed other than 0 also "
+                  "threshold. Settings after the mode are changes to that recipe (`epochs=N`: trained N epochs); a seed other than 0 also "
                   "redraws the splits:",
                   format_table(loo)]
     if probe:

@@ -117,6 +117,9 @@ def test_a_variant_names_its_run_folder_and_its_row() -> None:
     stem = build_parser().parse_args(["--full-resolution-stem", "--runs", "r"])
     assert variant_of(stem) == "full_resolution_stem" and run_config("diffusion", "resize", stem).full_resolution_stem
     assert run_config("diffusion", "resize", stem).output == str(Path("r") / "diffusion-resize-full_resolution_stem")
+    longer = build_parser().parse_args(["--epochs", "5", "--runs", "r"])
+    assert variant_of(longer) == "epochs=5" and run_config("stylegan", "resize", longer).epochs == 5
+    assert run_config("stylegan", "resize", longer).output == str(Path("r") / "stylegan-resize-epochs5")
     patches = build_parser().parse_args(["--kept-blocks", "3", "--runs", "r"])
     assert variant_of(patches) == "kept_blocks=3" and run_config("stylegan", "resize", patches).kept_blocks == 3
     plain = build_parser().parse_args(["--runs", "r"])
