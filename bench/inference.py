@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from hub_utils.detector import Detector, load_detector
 from hub_utils.ensemble import default_sources
 from hub_utils.faces import FaceFinder
-from hub_utils.model_folder import full_resolution_stem, keep_early_blocks
+from hub_utils.model_folder import change_architecture
 
 FACES_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 
@@ -68,12 +68,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = bench_images(args.images, Path(tmp))
         detector = load_detector(args.model, face_finder=FaceFinder())
-        kept_blocks = detector.deepfake.kept_blocks
+        kept_blocks = detector.deepfake.kept_blocks  # the model card's steps for bare timm
         model = timm.create_model(f"local-dir:{args.model}", pretrained=not kept_blocks).eval()
-        if detector.deepfake.full_resolution_stem:  # the model card's lines for bare timm
-            full_resolution_stem(model)
+        change_architecture(model, detector.deepfake)
         if kept_blocks:
-            keep_early_blocks(model, kept_blocks)
             model.load_state_dict(load_file(Path(args.model) / "model.safetensors"))
         model = model.to(memory_format=torch.channels_last)
         transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))

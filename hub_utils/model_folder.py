@@ -129,6 +129,21 @@ def keep_early_blocks(model: torch.nn.Module, blocks: int) -> None:
     model.conv_head = torch.nn.Conv2d(width, head.out_channels, 1, bias=head.bias is not None)
 
 
+def change_architecture(model: torch.nn.Module, deepfake: DeepfakeConfig) -> None:
+    """Make in place the changes to timm's architecture that a `deepfake` section records, which timm's config cannot
+    describe: the same for training, loading and bare-timm benchmarks. A ValueError names the setting that failed."""
+    if deepfake.full_resolution_stem:
+        try:
+            full_resolution_stem(model)
+        except ValueError as error:
+            raise ValueError(f"'deepfake.full_resolution_stem' is set, but {error}") from None
+    if deepfake.kept_blocks:
+        try:
+            keep_early_blocks(model, deepfake.kept_blocks)
+        except ValueError as error:
+            raise ValueError(f"'deepfake.kept_blocks' is {deepfake.kept_blocks}, but {error}") from None
+
+
 def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeConfig]:
     """Model in eval mode with weights from `model.safetensors`; pickle checkpoints are refused."""
     folder = Path(folder)
@@ -139,16 +154,10 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeC
         hint = f" It has {pickles[0]}, a pickle file, which is refused because loading it can run code." if pickles else ""
         raise ModelFolderError(f"{folder}: no model.safetensors.{hint} Convert the weights with safetensors.torch.save_file.")
     model = create_model(config)
-    if deepfake.full_resolution_stem:
-        try:
-            full_resolution_stem(model)
-        except ValueError as error:
-            raise ModelFolderError(f"{folder / CONFIG_NAME}: 'deepfake.full_resolution_stem' is set, but {error}") from None
-    if deepfake.kept_blocks:
-        try:
-            keep_early_blocks(model, deepfake.kept_blocks)
-        except ValueError as error:
-            raise ModelFolderError(f"{folder / CONFIG_NAME}: 'deepfake.kept_blocks' is {deepfake.kept_blocks}, but {error}") from None
+    try:
+        change_architecture(model, deepfake)
+    except ValueError as error:
+        raise ModelFolderError(f"{folder / CONFIG_NAME}: {error}") from None
     try:
         state = load_file(weights)
         model.load_state_dict(state, strict=True)

@@ -30,7 +30,7 @@ from transformers import get_cosine_schedule_with_warmup
 from hub_utils.card import write_model_card
 from hub_utils.detector import Detector
 from hub_utils.faces import FaceFinder, FaceSettings
-from hub_utils.model_folder import DeepfakeConfig, full_resolution_stem, keep_early_blocks, save_model_folder
+from hub_utils.model_folder import DeepfakeConfig, change_architecture, save_model_folder
 from hub_utils.preprocess import model_input
 from training.augment import build_train_transform
 from training.backbone import PretrainedError, create_backbone, freeze_early, unfreeze_early
@@ -198,10 +198,7 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
         raise FileExistsError(f"{output} holds an unfinished run; pass --resume to continue it or choose another --output.")
     torch.manual_seed(config.seed)
     model = create_backbone(config.backbone, config.pretrained, config.image_size)
-    if config.full_resolution_stem:
-        full_resolution_stem(model)
-    if config.kept_blocks:
-        keep_early_blocks(model, config.kept_blocks)
+    change_architecture(model, deepfake_config(config))
     freeze_early(model, config.frozen_blocks)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
