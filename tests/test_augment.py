@@ -102,6 +102,20 @@ def test_downscale_is_off_by_default_and_leaves_an_enlarged_copy(image):
     assert np.abs(reshrunk - halved).mean() < 6.0
 
 
+def test_patch_mask_is_off_by_default_and_blacks_out_squares_up_to_the_fraction(image):
+    assert AugmentConfig().mask_p == 0.0 and not np.all(image == 0, axis=2).any()
+    shares = []
+    for seed in range(8):
+        out = run(image, seed=seed, mask_p=1.0, mask_max_fraction=0.5, mask_patch=8)
+        black = np.all(out == 0, axis=2)
+        shares.append(black.mean())
+        np.testing.assert_allclose(out[~black], image[~black], atol=1e-3)
+        top = np.nonzero(black.any(axis=1))[0][0]  # the topmost black row starts a square at its leftmost pixel
+        left = np.nonzero(black[top])[0][0]
+        assert black[top:top + 8, left:left + 8].all(), seed
+    assert 0.0 < min(shares) and max(shares) <= 0.5 and len(set(shares)) > 1
+
+
 def test_jpeg_changes_pixels_but_keeps_content(image):
     out = run(image, jpeg_p=1.0, jpeg_quality=(30, 30))
     difference = np.abs(out - image).mean()
@@ -174,6 +188,8 @@ def test_config_from_dict_checks_keys_and_ranges():
         AugmentConfig(blur_p=1.5)
     with pytest.raises(AugmentConfigError, match="mode"):
         AugmentConfig(mode="stretch")
+    with pytest.raises(AugmentConfigError, match="mask_max_fraction"):
+        AugmentConfig(mask_max_fraction=0.0)
 
 
 def test_transform_examples_keeps_labels(image):

@@ -4,8 +4,10 @@ Order: region blackout on the original pixels (landmarks are in its coordinates)
 resolution (blur, JPEG, noise: where the challenge applies them), geometry, then the size step ("resize" to the
 model's size as the seed did, or "crop" and "tile": a native-resolution random crop, tiled up when the image is
 smaller, which keeps upsampling traces; a "tile" model is scored on windows covering the face), colour,
-normalisation. Blur and JPEG default to p=0.1 (CNNDetection; GENERALIZATION.md); downscaling (shrink and enlarge
-back, so that upsampling traces alone cannot mean "fake") is off unless asked for.
+normalisation, then random patch masking on the model's input. Blur and JPEG default to p=0.1 (CNNDetection;
+GENERALIZATION.md); downscaling (shrink and enlarge back, so that upsampling traces alone cannot mean "fake") and
+patch masking (SAFE: black squares over up to `mask_max_fraction` of the input, so no single region decides) are off
+unless asked for.
 """
 
 from __future__ import annotations
@@ -65,10 +67,16 @@ class AugmentConfig:
     shear: float = 8.0
     zoom: tuple[float, float] = (0.9, 1.1)
     shift: float = 0.05
+    mask_p: float = 0.0
+    mask_max_fraction: float = 0.75  # most of the model input hidden (SAFE draws the share from 0 to 0.75)
+    mask_patch: int = 16  # side of each black square, in model-input pixels
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise AugmentConfigError(f"mode must be one of {MODES}, got {self.mode!r}.")
+        if not 0.0 < self.mask_max_fraction <= 1.0 or self.mask_patch < 1:
+            raise AugmentConfigError(f"mask_max_fraction must lie in (0, 1] and mask_patch be >= 1, got "
+                                     f"{self.mask_max_fraction!r} and {self.mask_patch!r}.")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name.endswith("_p") and not 0.0 <= value <= 1.0:
@@ -148,6 +156,14 @@ def _size_step(cfg: AugmentConfig, size: int) -> list[A.BasicTransform]:
     return [TileToSize(size), A.RandomCrop(size, size)]
 
 
+def _patch_mask(cfg: AugmentConfig, size: int) -> A.CoarseDropout:
+    """Black `mask_patch` squares, as many as cover 0 to `mask_max_fraction` of a `size` square (overlaps allowed)."""
+    most = max(1, round(cfg.mask_max_fraction * size * size / cfg.mask_patch**2))
+    side = (cfg.mask_patch, cfg.mask_patch)
+    return A.CoarseDropout(num_holes_range=(1, most), hole_height_range=side, hole_width_range=side, fill=0,
+                           p=cfg.mask_p)
+
+
 def build_compose(cfg: AugmentConfig, image_size: int, mean: Sequence[float] | None = None,
                   std: Sequence[float] | None = None, seed: int | None = None) -> A.Compose:
     """The albumentations pipeline of `cfg`; call it with image= and keypoints= (5 landmarks, xy pixels).
@@ -170,6 +186,7 @@ def build_compose(cfg: AugmentConfig, image_size: int, mean: Sequence[float] | N
         *_size_step(cfg, image_size),
         A.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, saturation=cfg.saturation, hue=cfg.hue,
                       p=cfg.color_p),
+        _patch_mask(cfg, image_size),
     ]
     if mean is not None and std is not None:
         transforms += [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
