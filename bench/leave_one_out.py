@@ -18,7 +18,8 @@ fakes).
 patch size of a patch classifier), `--fakes-from-reals P` turns that share of real training samples into fakes,
 `--frozen-blocks N` keeps the stem and the first N blocks at their ImageNet weights, `--full-resolution-stem` runs the
 stem at stride 1, `--kept-blocks N` makes a patch classifier of the first N blocks, `--epochs` other than 2 trains
-longer or shorter (each reported apart too).
+longer or shorter (each reported apart too). `--config FILE` trains that recipe (a `training.train` config, such as the
+shipped default's) instead of the small Lite0; its own exclusions and hold-outs stay, and the flags above still apply.
 Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +99,21 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
 
 
 TABLE_EPOCHS = 2  # the plain recipe's training length; other lengths are variants
+SMALL_RECIPE = TrainConfig(backbone="tf_efficientnet_lite0", pretrained="packaged", epochs=TABLE_EPOCHS, image_size=160,
+                           num_workers=1)
+
+
+def recipe(args: argparse.Namespace) -> TrainConfig:
+    """The recipe every run trains before the bench's changes: `--config`'s, or the small Lite0 at 160 px."""
+    return TrainConfig.from_dict(json.loads(args.config.read_text())) if args.config else SMALL_RECIPE
 
 
 def variant_of(args: argparse.Namespace) -> str:
     """What sets a run apart from the plain recipe, as the table shows it ("" for the plain recipe)."""
-    parts = [f"{args.image_size}px"] if args.image_size != 160 else []
-    parts += [f"epochs={args.epochs}"] if args.epochs != TABLE_EPOCHS else []
+    base = recipe(args)
+    parts = [args.config.stem] if args.config else []
+    parts += [f"{args.image_size}px"] if args.image_size not in (None, base.image_size) else []
+    parts += [f"epochs={args.epochs}"] if args.epochs not in (None, base.epochs) else []
     parts += ["npr"] if args.npr else []
     parts += [f"fakes_from_reals={args.fakes_from_reals}"] if args.fakes_from_reals else []
     parts += [f"frozen_blocks={args.frozen_blocks}"] if args.frozen_blocks else []
@@ -114,23 +124,28 @@ def variant_of(args: argparse.Namespace) -> str:
 
 
 def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
-    """The small model's config without `name`; `--seed` sets both the training and the split seed."""
+    """The recipe's config without `name`, trained to the end (no early stopping); `--seed` sets both the training
+    and the split seed."""
+    base = recipe(args)
     suffix = "".join(f"-{part}" for part in variant_of(args).replace("=", "").split())
     suffix += f"-seed{args.seed}" if args.seed else ""
     folder = f"{name.replace('=', '-')}-{mode}{suffix}"
-    return TrainConfig(backbone="tf_efficientnet_lite0", pretrained="packaged", data=args.data,
-                       output=str(args.runs / folder), epochs=args.epochs, image_size=args.image_size,
-                       num_workers=1, patience=args.epochs, exclude=exclusion_rules(name), seed=args.seed,
-                       split_seed=args.seed, npr=args.npr, fakes_from_reals=args.fakes_from_reals,
-                       frozen_blocks=args.frozen_blocks, full_resolution_stem=args.full_resolution_stem,
-                       kept_blocks=args.kept_blocks, augment=AugmentConfig.from_dict({"mode": mode, **parse_settings(args.augment)}))
+    epochs = args.epochs or base.epochs
+    augment = AugmentConfig.from_dict({**asdict(base.augment), "mode": mode, **parse_settings(args.augment)})
+    return replace(base, data=args.data, output=str(args.runs / folder), epochs=epochs,
+                   image_size=args.image_size or base.image_size, patience=epochs,
+                   exclude=base.exclude + exclusion_rules(name), seed=args.seed, split_seed=args.seed,
+                   npr=args.npr or base.npr, fakes_from_reals=args.fakes_from_reals or base.fakes_from_reals,
+                   frozen_blocks=args.frozen_blocks or base.frozen_blocks,
+                   full_resolution_stem=args.full_resolution_stem or base.full_resolution_stem,
+                   kept_blocks=args.kept_blocks or base.kept_blocks, augment=augment)
 
 
 def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     """Train the run without `name` (or reuse its folder) and score it: a table row, plus each generator's accuracy
     (the recall of its class) on the left-out images."""
     config = run_config(name, mode, args)
-    rules = config.exclude
+    rules = exclusion_rules(name)
     if not (Path(config.output) / "model.safetensors").is_file():
         run(config, resume=(Path(config.output) / "checkpoint").is_dir())
     unseen, seen = held_out_rows(config, rules)
@@ -199,12 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--generators", nargs="+", default=[], metavar="NAME[+NAME...]",
                         help="generators to leave out while the rest of their family trains, one run per item; "
                              "A+B leaves both out in one run")
-    parser.add_argument("--modes", nargs="+", default=["resize"], choices=MODES,
-                        help="tile: trained on random crops like crop, scored on windows covering each face")
-    parser.add_argument("--image-size", type=int, default=160, dest="image_size",
-                        help="model input side; with --modes tile, the patch size of a patch classifier")
+    parser.add_argument("--config", type=Path,
+                        help="train this recipe (a training.train config file) instead of the small Lite0 at 160 px")
+    parser.add_argument("--modes", nargs="+", choices=MODES,
+                        help="the recipe's preprocessing by default; tile: trained on random crops like crop, scored "
+                             "on windows covering each face")
+    parser.add_argument("--image-size", type=int, dest="image_size",
+                        help="model input side (default: the recipe's); with --modes tile, the patch size of a patch "
+                             "classifier")
     parser.add_argument("--augment", nargs="*", default=[], metavar="KEY=VALUE", help="augmentation settings to change")
-    parser.add_argument("--epochs", type=int, default=TABLE_EPOCHS)
+    parser.add_argument("--epochs", type=int, help=f"default: the recipe's ({TABLE_EPOCHS} for the small Lite0)")
     parser.add_argument("--seed", type=int, default=0, help="training seed, which also redraws the splits")
     parser.add_argument("--npr", action="store_true", help="train and score on NPR residuals instead of pixels")
     parser.add_argument("--fakes-from-reals", type=float, default=0.0, dest="fakes_from_reals",
@@ -238,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     names = args.families + args.sources + [GENERATOR_PREFIX + item for item in args.generators]
     check_left_out(names, args.data)
-    rows = [run_one(name, mode, args) for name in names for mode in args.modes]
+    modes = args.modes or [recipe(args).preprocessing]
+    rows = [run_one(name, mode, args) for name in names for mode in modes]
     print(format_table(save_rows(args.output, rows, row_key)))
 
 

@@ -84,8 +84,9 @@ def section(reports: Path) -> str:
                   "then scored after neutral re-encoding on every left-out image plus the test split's images of the class they lack (its reals for a "
                   "family, some generators or a fake-only source, its fakes for a real-only source, none for sources "
                   "that hold both), at the run's validation "
-                  "threshold. Settings after the mode are changes to that recipe (`epochs=N`: trained N epochs); a seed other than 0 also "
-                  "redraws the splits:",
+                  "threshold. Settings after the mode are changes to that recipe (`epochs=N`: trained N epochs; a config "
+                  "file's name, such as `effnet-lite2-resize224-procaug`: that `training/configs` recipe instead of "
+                  "the small Lite0, with its own size, margin and hold-out); a seed other than 0 also redraws the splits:",
                   format_table(loo)]
     if probe:
         from bench.feature_probe import format_table as probe_table

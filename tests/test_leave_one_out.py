@@ -126,6 +126,25 @@ def test_a_variant_names_its_run_folder_and_its_row() -> None:
     assert variant_of(plain) == "" and run_config("stylegan", "resize", plain).output == str(Path("r") / "stylegan-resize")
 
 
+def test_a_config_file_is_the_recipe_that_the_bench_changes(tmp_path: Path) -> None:
+    recipe = {"backbone": "tf_efficientnet_lite2", "pretrained": "packaged", "data": ["elsewhere"], "output": "models/x",
+              "epochs": 12, "image_size": 224, "patience": 4, "face_margin": 0.5, "exclude": ["source=private"],
+              "holdout": ["generator=sdxl"], "augment": {"mode": "crop", "downscale_p": 0.3}}
+    path = tmp_path / "lite2-recipe.json"
+    path.write_text(json.dumps(recipe))
+    args = build_parser().parse_args(["--config", str(path), "--epochs", "2", "--augment", "jpeg_p=0.4", "--runs", "r"])
+    config = run_config("stylegan", "crop", args)
+    assert variant_of(args) == "lite2-recipe epochs=2 jpeg_p=0.4"
+    assert config.output == str(Path("r") / "stylegan-crop-lite2-recipe-epochs2-jpeg_p0.4")
+    assert (config.backbone, config.image_size, config.face_margin, config.holdout) == (
+        "tf_efficientnet_lite2", 224, 0.5, ["generator=sdxl"])
+    assert (config.epochs, config.patience, config.data) == (2, 2, ["../shared/data/faces"])  # trained to the end
+    assert config.exclude == ["source=private", *exclusion_rules("stylegan")]
+    assert (config.augment.downscale_p, config.augment.jpeg_p, config.preprocessing) == (0.3, 0.4, "crop")
+    as_given = build_parser().parse_args(["--config", str(path), "--image-size", "224"])
+    assert variant_of(as_given) == "lite2-recipe" and run_config("stylegan", "crop", as_given).epochs == 12
+
+
 def test_a_left_out_source_row_gives_each_of_its_generators_accuracy(two_sources: Path, tmp_path: Path) -> None:
     output = tmp_path / "loo.json"
     main(["--data", str(two_sources), "--families", "--sources", "studio", "--epochs", "1", "--image-size", "32",
