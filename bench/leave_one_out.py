@@ -105,7 +105,7 @@ SMALL_RECIPE = TrainConfig(backbone="tf_efficientnet_lite0", pretrained="package
 
 def recipe(args: argparse.Namespace) -> TrainConfig:
     """The recipe every run trains before the bench's changes: `--config`'s, or the small Lite0 at 160 px."""
-    return TrainConfig.from_dict(json.loads(args.config.read_text())) if args.config else SMALL_RECIPE
+    return TrainConfig.from_file(args.config) if args.config else SMALL_RECIPE
 
 
 def variant_of(args: argparse.Namespace) -> str:

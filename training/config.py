@@ -68,6 +68,11 @@ class TrainConfig:
             values["augment"] = AugmentConfig.from_dict(values["augment"])
         return cls(**values)
 
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        """A config saved as JSON: a `training/configs` recipe or a trained folder's training config."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.train", description="Fine-tune a timm backbone as a deepfake face detector.")

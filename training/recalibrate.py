@@ -11,7 +11,6 @@ rerun `training.evaluate --update-card`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -46,7 +45,7 @@ def read_trained_folder(folder: Path) -> tuple[torch.nn.Module, DeepfakeConfig, 
     if not config_path.is_file():
         raise ModelFolderError(f"{folder}: no {TRAIN_CONFIG_NAME}, so its split and recipe cannot be rebuilt.")
     fold_temperature(model, 1.0 / deepfake.temperature)
-    return model, deepfake, TrainConfig.from_dict(json.loads(config_path.read_text()))
+    return model, deepfake, TrainConfig.from_file(config_path)
 
 
 def refit(model: torch.nn.Module, config: TrainConfig, validation: datasets.Dataset, previous: DeepfakeConfig,
