@@ -183,6 +183,21 @@ def test_training_seed_keeps_the_split_and_split_seed_redraws_it(tmp_path: Path,
     assert (resolve_config(args).seed, resolve_config(args).split_seed) == (3, 2)
 
 
+@pytest.mark.slow
+def test_one_seed_trains_the_same_weights_twice_without_data_workers(tmp_path: Path, generated: Path) -> None:
+    """The sample-level draws (neutral re-encoding, fakes from reals) come from Python's `random`, which the seed
+    must set in the main process too, where num_workers=0 runs the dataset."""
+    weights = []
+    for run_name in ("a", "b"):
+        output = tmp_path / run_name
+        done = run_training(write_config(tmp_path / f"{run_name}.json", [str(generated)], output, tmp_path / "faces",
+                                         epochs=1, neutral_p=0.5, fakes_from_reals=0.5))
+        assert done.returncode == 0, done.stderr[-2000:]
+        weights.append(load_file(str(output / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
 def test_fine_tuning_from_a_model_folder_at_another_size(tmp_path: Path, generated: Path) -> None:
     first = tmp_path / "first"
     done = run_training(write_config(tmp_path / "first.json", [str(generated)], first, tmp_path / "cache", epochs=1))

@@ -47,14 +47,13 @@ class FaceCropDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, dataset: datasets.Dataset, augment: Augment, face_settings: FaceSettings,
-                 face_cache: str | None, neutral_p: float, seed: int = 0, fakes_from_reals: float = 0.0) -> None:
+                 face_cache: str | None, neutral_p: float, fakes_from_reals: float = 0.0) -> None:
         self.dataset = dataset
         self.labels = np.asarray(dataset["label"])
         self.augment = augment
         self.face_settings = face_settings
         self.face_cache = face_cache
         self.neutral_p = neutral_p
-        self.seed = seed
         self.fakes_from_reals = fakes_from_reals
         self._finder: FaceFinder | None = None
 

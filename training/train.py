@@ -23,6 +23,7 @@ import datasets
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
@@ -164,9 +165,10 @@ def save_best(folder: Path, model: torch.nn.Module) -> None:
 def train_loader(config: TrainConfig, split: datasets.Dataset, data_config: dict[str, Any],
                  num_samples: int | None = None) -> torch.utils.data.DataLoader:
     """Augmented batches drawn label- and generator-balanced; by default as many faces as the split holds."""
-    transform = build_train_transform(config.augment, config.image_size, data_config["mean"], data_config["std"])
+    transform = build_train_transform(config.augment, config.image_size, data_config["mean"], data_config["std"],
+                                      config.seed)  # workers reseed it from their own seeds
     dataset = FaceCropDataset(split, transform, FaceSettings(margin=config.face_margin), config.face_cache,
-                              config.neutral_p, config.seed, config.fakes_from_reals)
+                              config.neutral_p, config.fakes_from_reals)
     sampler = torch.utils.data.WeightedRandomSampler(balanced_weights(dataset.labels, list(split["generator"])),
                                                      num_samples or len(dataset))
     return torch.utils.data.DataLoader(dataset, config.batch_size, sampler=sampler, num_workers=config.num_workers,
@@ -196,7 +198,7 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
     state_path = checkpoint / STATE_NAME
     if state_path.is_file() and not resume:
         raise FileExistsError(f"{output} holds an unfinished run; pass --resume to continue it or choose another --output.")
-    torch.manual_seed(config.seed)
+    set_seed(config.seed)  # Python, numpy and torch: augmentation draws repeat with num_workers=0 too
     model = create_backbone(config.backbone, config.pretrained, config.image_size)
     change_architecture(model, deepfake_config(config))
     freeze_early(model, config.frozen_blocks)
@@ -228,7 +230,7 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
         if state["stale"] >= config.patience:
             accelerator.print(f"early stop: no gain for {config.patience} epochs")
             break
-        torch.manual_seed(config.seed + epoch)
+        set_seed(config.seed + epoch)
         started = time.time()
         loss = train_one_epoch(model, loader, optimizer, scheduler, accelerator, config, epoch)
         bare = accelerator.unwrap_model(model)
