@@ -185,8 +185,8 @@ def test_training_seed_keeps_the_split_and_split_seed_redraws_it(tmp_path: Path,
 
 @pytest.mark.slow
 def test_one_seed_trains_the_same_weights_twice_without_data_workers(tmp_path: Path, generated: Path) -> None:
-    """The sample-level draws (neutral re-encoding, fakes from reals) come from Python's `random`, which the seed
-    must set in the main process too, where num_workers=0 runs the dataset."""
+    """The sample-level draws (neutral re-encoding, fakes from reals) come from Python's `random` and the augmentation
+    from albumentations' own generator; with num_workers=0 both run in the main process, where the seed must set them."""
     weights = []
     for run_name in ("a", "b"):
         output = tmp_path / run_name
