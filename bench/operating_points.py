@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from training.recalibrate import TRAIN_CONFIG_NAME
 
 MEMBER_SEPARATOR = ","  # RUN,RUN: the ensemble of runs trained on one split
 SPLIT_KEYS = ("data", "split_seed", "exclude", "holdout")
+VALIDATION_RULE = "validation BA"
 
 
 def real_recall_threshold(real_scores: np.ndarray, recall: float) -> float:
@@ -40,7 +42,7 @@ def operating_points(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np
     """One row per threshold rule: the threshold from the `validation` rows, and the figures on `unseen` and `seen`."""
     validation = masks["validation"]
     validation_reals = scores[validation & (labels == 0)]
-    rules = [("validation BA", best_threshold(scores[validation], labels[validation]))]
+    rules = [(VALIDATION_RULE, best_threshold(scores[validation], labels[validation]))]
     rules += [(f"real recall {recall}", real_recall_threshold(validation_reals, recall)) for recall in recalls]
     return [{"rule": rule, "validation_real_recall": float(np.mean(validation_reals < threshold)),
              **figures_at(scores, labels, masks, threshold)} for rule, threshold in rules]
@@ -80,6 +82,34 @@ def format_table(rows: list[dict]) -> str:
     lines += [f"| {r['run']} | {r['rule']} | {r['threshold']:.3f} | {r['validation_real_recall']:.3f} | "
               f"{r['unseen_roc_auc']:.3f} | {r['unseen_balanced_accuracy']:.3f} | {r['unseen_fake_recall']:.3f} | "
               f"{r['real_recall']:.3f} | {r['seen_balanced_accuracy']:.3f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def rule_summary(rows: list[dict]) -> list[dict]:
+    """Each threshold rule over every run that has it and the training's rule: mean and minimum unseen balanced
+    accuracy, mean seen-test balanced accuracy, and in how many runs it scores the unseen images above the training's
+    rule."""
+    by_run: dict[str, dict[str, dict]] = defaultdict(dict)
+    for row in rows:
+        by_run[row["run"]][row["rule"]] = row
+    summary = []
+    for rule in dict.fromkeys(row["rule"] for row in rows):
+        runs = [points for points in by_run.values() if rule in points and VALIDATION_RULE in points]
+        unseen = [points[rule]["unseen_balanced_accuracy"] for points in runs]
+        summary.append({"rule": rule, "runs": len(runs), "unseen_mean": float(np.mean(unseen)),
+                        "unseen_min": float(np.min(unseen)),
+                        "seen_mean": float(np.mean([points[rule]["seen_balanced_accuracy"] for points in runs])),
+                        "above_validation_rule": sum(points[rule]["unseen_balanced_accuracy"]
+                                                     > points[VALIDATION_RULE]["unseen_balanced_accuracy"]
+                                                     for points in runs)})
+    return summary
+
+
+def format_summary(summary: list[dict]) -> str:
+    lines = ["| threshold rule | runs | mean unseen bal. acc | min unseen bal. acc | mean seen-test bal. acc | "
+             f"runs above {VALIDATION_RULE} |", "|" + "---|" * 6]
+    lines += [f"| {s['rule']} | {s['runs']} | {s['unseen_mean']:.3f} | {s['unseen_min']:.3f} | {s['seen_mean']:.3f} | "
+              f"{s['above_validation_rule']} |" for s in summary]
     return "\n".join(lines)
 
 

@@ -102,13 +102,16 @@ def section(reports: Path) -> str:
                   "the same validation rows:",
                   probe_table(probe)]
     if points:
-        from bench.operating_points import format_table as points_table
+        from bench.operating_points import format_summary, format_table as points_table, rule_summary
 
         parts += ["Operating points (`python -m bench.operating_points`): leave-one-out run folders scored once, "
                   "then read at thresholds chosen on their validation split by the training's rule (best balanced "
                   "accuracy) or by the share of validation reals called real, a rule that no generator decides; a "
                   "`RUN,RUN` row is the two runs' ensemble (mean P(fake)), its thresholds chosen on its own scores:",
-                  points_table(points)]
+                  points_table(points),
+                  "Each rule over those runs (the same rows; a run counts as above when its unseen balanced accuracy "
+                  "is higher than at the training's own threshold):",
+                  format_summary(rule_summary(points))]
     if audit:
         parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "
                   f"per pixel alone scores balanced accuracy {audit['raw']['balanced_accuracy']:.3f} (AUC "

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench import operating_points
-from bench.operating_points import format_table, real_recall_threshold
+from bench.operating_points import format_summary, format_table, real_recall_threshold, rule_summary
 
 
 def test_a_reals_only_threshold_catches_unseen_fakes_that_the_validation_ba_rule_lets_pass() -> None:
@@ -27,6 +27,23 @@ def test_a_reals_only_threshold_catches_unseen_fakes_that_the_validation_ba_rule
     assert by_reals["unseen_fake_recall"] == 1.0
     assert by_reals["unseen_balanced_accuracy"] > by_ba["unseen_balanced_accuracy"]
     assert f"| {by_reals['threshold']:.3f} |" in format_table([{"run": "r", **by_reals}])
+
+
+def test_the_rule_summary_averages_each_rule_over_runs_and_counts_where_it_beats_the_training_rule() -> None:
+    def point(run: str, rule: str, unseen: float, seen: float) -> dict:
+        return {"run": run, "rule": rule, "unseen_balanced_accuracy": unseen, "seen_balanced_accuracy": seen}
+
+    rows = [point("a", "validation BA", 0.6, 0.9), point("a", "real recall 0.9", 0.7, 0.8),
+            point("b", "validation BA", 0.5, 0.95), point("b", "real recall 0.9", 0.4, 0.85),
+            point("c", "real recall 0.9", 0.99, 0.99)]  # no training-rule row: nothing to compare it with
+    summary = {row["rule"]: row for row in rule_summary(rows)}
+    assert list(summary) == ["validation BA", "real recall 0.9"]
+    by_recall = summary["real recall 0.9"]
+    assert by_recall["runs"] == 2 and by_recall["above_validation_rule"] == 1
+    assert by_recall["unseen_mean"] == pytest.approx(0.55) and by_recall["unseen_min"] == pytest.approx(0.4)
+    assert by_recall["seen_mean"] == pytest.approx(0.825)
+    assert summary["validation BA"]["above_validation_rule"] == 0
+    assert "| real recall 0.9 | 2 | 0.550 | 0.400 | 0.825 | 1 |" in format_summary(list(summary.values()))
 
 
 def test_the_real_recall_threshold_calls_that_share_of_reals_real() -> None:
