@@ -308,3 +308,27 @@ def test_real_faces_groups_tiles_and_pairs():
     splits = split_dataset(subset, seed=0)
     sides = [set(splits[name]["group"]) for name in splits]
     assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+
+
+def test_faces_cli_fills_the_cache_training_reads(tmp_path: Path, astronaut: Image.Image, capsys):
+    from hub_utils.faces import FaceFinder
+    from training.dataset import image_of
+    from training.perturb import neutral_reencode
+
+    root = tmp_path / "src"
+    write(root / "real" / "cam" / "astronaut.png", astronaut)
+    write(root / "fake" / "gan" / "noise.png", Image.fromarray(
+        np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)))
+    (root / "fake" / "gan" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    cache = tmp_path / "cache"
+    data.main(["faces", str(root), "--face-cache", str(cache)])
+    assert capsys.readouterr().out.startswith("1 unreadable, 1 with a face, 1 without a face")
+    assert len(list(cache.glob("*.json"))) == 4  # two readable images, as stored and neutrally re-encoded
+
+    cached = FaceFinder(cache)
+    cached._detect = lambda image: pytest.fail("the training loader's lookup missed the warmed cache")
+    rows = list(data.drop_unusable(load_source(str(root))))  # as training gets them
+    faces = {Path(row["path"]).name: cached.find(image_of(row)) for row in rows}
+    assert len(faces["astronaut.png"]) == 1 and faces["noise.png"] == []
+    for row in rows:
+        cached.find(neutral_reencode(image_of(row)))

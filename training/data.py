@@ -494,6 +494,18 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cache_faces_cli(sources: Sequence[str], face_cache: str) -> None:
+    """`python -m training.data faces`: fill the face cache that training and evaluation read."""
+    from hub_utils.faces import FaceFinder
+    from training.dataset import cache_faces  # imports torch; `describe` does not need it
+
+    try:
+        counts = cache_faces(load_sources(sources), FaceFinder(face_cache))
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    print(", ".join(f"{count} {what}" for what, count in sorted(counts.items())) + f"; cache: {face_cache}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.data", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -503,7 +515,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.add_argument("--seed", type=int, default=0)
     cli.add_argument("--challenge-test-labels", help="file of 'filename label' lines for a challenge test zip")
     cli.add_argument("--challenge-fake-value", type=int, default=1, choices=(0, 1))
+    cli = commands.add_parser("faces", help="detect and cache every image's faces once, before the first epoch")
+    cli.add_argument("sources", nargs="+", help="folder tree, challenge zip folder or Hub dataset id")
+    cli.add_argument("--face-cache", default=".cache/faces", help="the training config's face_cache folder")
     args = parser.parse_args(argv)
+    if args.command == "faces":
+        cache_faces_cli(args.sources, args.face_cache)
+        return
     try:
         report = describe(args.sources, seed=args.seed, challenge_test_labels=args.challenge_test_labels,
                           challenge_fake_value=args.challenge_fake_value)

@@ -3,6 +3,7 @@ face crop -> augmentation."""
 from __future__ import annotations
 
 import random
+import sys
 from collections import Counter
 from dataclasses import replace
 from typing import Any, Callable
@@ -11,6 +12,7 @@ import datasets
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from hub_utils.faces import Face, FaceFinder, FaceSettings, face_regions
 from hub_utils.images import ImageError, load_image
@@ -81,6 +83,22 @@ class FaceCropDataset(torch.utils.data.Dataset):
             image = neutral_reencode(image)
         region, _, landmarks = face_regions(image, faces, self.face_settings)[0]
         return self.augment(np.asarray(region), landmarks), label
+
+
+def cache_faces(dataset: datasets.Dataset, finder: FaceFinder) -> Counter[str]:
+    """Detect every row's faces once, as stored and neutrally re-encoded, into `finder`'s cache: the lookups that
+    training, validation and evaluation make. Counts the rows with a face, without one, and unreadable."""
+    counts: Counter[str] = Counter()
+    undecoded = dataset.cast_column("image", datasets.Image(decode=False))  # bad files reach our loader as bytes
+    for row in tqdm(undecoded, desc="faces", file=sys.stderr):
+        try:
+            image = image_of(row)
+        except ImageError:
+            counts["unreadable"] += 1
+            continue
+        counts["with a face" if finder.find(image) else "without a face"] += 1
+        finder.find(neutral_reencode(image))
+    return counts
 
 
 def balanced_weights(labels: np.ndarray, generators: list[str]) -> np.ndarray:
