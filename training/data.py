@@ -494,11 +494,13 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cache_faces_cli(sources: Sequence[str], face_cache: str) -> None:
+def cache_faces_cli(sources: Sequence[str], face_cache: str | None) -> None:
     """`python -m training.data faces`: fill the face cache that training and evaluation read."""
     from hub_utils.faces import FaceFinder
-    from training.dataset import cache_faces  # imports torch; `describe` does not need it
+    from training.config import TrainConfig
+    from training.dataset import cache_faces  # these import torch; `describe` does not need them
 
+    face_cache = face_cache or TrainConfig.face_cache
     try:
         counts = cache_faces(load_sources(sources), FaceFinder(face_cache))
     except DataError as error:
@@ -517,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.add_argument("--challenge-fake-value", type=int, default=1, choices=(0, 1))
     cli = commands.add_parser("faces", help="detect and cache every image's faces once, before the first epoch")
     cli.add_argument("sources", nargs="+", help="folder tree, challenge zip folder or Hub dataset id")
-    cli.add_argument("--face-cache", default=".cache/faces", help="the training config's face_cache folder")
+    cli.add_argument("--face-cache", help="face box cache folder (default: the training config's face_cache)")
     args = parser.parse_args(argv)
     if args.command == "faces":
         cache_faces_cli(args.sources, args.face_cache)
