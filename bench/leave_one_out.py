@@ -17,9 +17,10 @@ fakes).
 `--npr` trains on NPR residuals instead of pixels, `--image-size` changes the input side (with `--modes tile`, the
 patch size of a patch classifier), `--fakes-from-reals P` turns that share of real training samples into fakes,
 `--frozen-blocks N` keeps the stem and the first N blocks at their ImageNet weights, `--full-resolution-stem` runs the
-stem at stride 1, `--kept-blocks N` makes a patch classifier of the first N blocks, `--epochs` other than 2 trains
-longer or shorter (each reported apart too). `--config FILE` trains that recipe (a `training.train` config, such as the
-shipped default's) instead of the small Lite0; its own exclusions and hold-outs stay, and the flags above still apply.
+stem at stride 1, `--kept-blocks N` makes a patch classifier of the first N blocks, `--linear-probe` fits the head on
+frozen features before fine-tuning (LP-FT), `--epochs` other than 2 trains longer or shorter (each reported apart
+too). `--config FILE` trains that recipe (a `training.train` config, such as the shipped default's) instead of the
+small Lite0; its own exclusions and hold-outs stay, and the flags above still apply.
 Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
 """
 from __future__ import annotations
@@ -119,6 +120,7 @@ def variant_of(args: argparse.Namespace) -> str:
     parts += [f"frozen_blocks={args.frozen_blocks}"] if args.frozen_blocks else []
     parts += ["full_resolution_stem"] if args.full_resolution_stem else []
     parts += [f"kept_blocks={args.kept_blocks}"] if args.kept_blocks else []
+    parts += ["linear_probe"] if args.linear_probe else []
     parts += [f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in parse_settings(args.augment).items()]
     return " ".join(parts)
 
@@ -138,7 +140,8 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
                    npr=args.npr or base.npr, fakes_from_reals=args.fakes_from_reals or base.fakes_from_reals,
                    frozen_blocks=args.frozen_blocks or base.frozen_blocks,
                    full_resolution_stem=args.full_resolution_stem or base.full_resolution_stem,
-                   kept_blocks=args.kept_blocks or base.kept_blocks, augment=augment)
+                   kept_blocks=args.kept_blocks or base.kept_blocks,
+                   linear_probe=args.linear_probe or base.linear_probe, augment=augment)
 
 
 def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
@@ -234,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stem convolution at stride 1 (training.train --full-resolution-stem)")
     parser.add_argument("--kept-blocks", type=int, default=0, dest="kept_blocks",
                         help="a patch classifier on the first N blocks (training.train --kept-blocks)")
+    parser.add_argument("--linear-probe", action="store_true", dest="linear_probe",
+                        help="fit the head on frozen features before fine-tuning (training.train --linear-probe)")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
     return parser

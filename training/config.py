@@ -43,6 +43,7 @@ class TrainConfig:
     frozen_blocks: int = 0  # the stem and this many first blocks keep their pretrained weights and BatchNorm statistics
     full_resolution_stem: bool = False  # stem convolution at stride 1 (hub_utils.model_folder.full_resolution_stem)
     kept_blocks: int = 0  # 0: every block; N: a patch classifier on the first N blocks (hub_utils.model_folder.keep_early_blocks)
+    linear_probe: bool = False  # fit the head on frozen pretrained features before fine-tuning (training.probe, LP-FT)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -112,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kept-blocks", type=int, dest="kept_blocks",
                         help="keep only the stem and the first N blocks, with a 1x1 head averaged over positions: a patch "
                              "classifier whose small receptive field cannot see a whole face (0: every block)")
+    parser.add_argument("--linear-probe", action="store_true", default=None, dest="linear_probe",
+                        help="before the first epoch, fit the head as a logistic regression on the frozen pretrained "
+                             "features, then fine-tune everything from it (LP-FT)")
     parser.add_argument("--test-time-flip", action="store_true", default=None, dest="test_time_flip",
                         help="score each face and its mirror image and average the logits (validation and the model folder)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
@@ -124,7 +128,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed", "split_seed",
                  "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
                  "keep_checkpoint", "test_time_flip", "npr", "fakes_from_reals", "frozen_blocks",
-                 "full_resolution_stem", "kept_blocks"):
+                 "full_resolution_stem", "kept_blocks", "linear_probe"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig.from_dict(values)

@@ -41,6 +41,7 @@ from training.data import drop_unusable, load_sources, split_dataset
 from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_worker
 from training.deepfake_metrics import compute_metrics
 from training.perturb import neutral_reencode
+from training.probe import fit_linear_probe
 from training.report import plot_training_curves
 
 CHECKPOINT_DIR = "checkpoint"
@@ -223,6 +224,9 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
         accelerator.print(f"resuming after epoch {state['epoch']}")
         if accelerator.is_main_process:
             trim_log(output / LOG_NAME, state["epoch"])
+    if config.linear_probe and state["epoch"] == 0:
+        accuracy = fit_linear_probe(accelerator.unwrap_model(model), loader, config.npr, config.channels_last)
+        accelerator.print(f"linear probe on frozen features: training accuracy {accuracy:.3f}")
     output.mkdir(parents=True, exist_ok=True)
     (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     validator = Validator(splits["validation"], face_finder)
