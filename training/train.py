@@ -208,6 +208,10 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
     splits = build_splits(config)
     face_finder = FaceFinder(config.face_cache)
     loader = train_loader(config, splits["train"], model.pretrained_cfg)
+    resuming = resume and state_path.is_file()
+    if config.linear_probe and not resuming:  # before `prepare`, which gives every process process 0's weights
+        accuracy = fit_linear_probe(model.to(accelerator.device), loader, config.npr, config.channels_last)
+        accelerator.print(f"linear probe on frozen features: training accuracy {accuracy:.3f}")
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]  # not --frozen-blocks
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
@@ -215,7 +219,7 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
                                                 config.epochs * steps_per_epoch)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "stale": 0}
-    if resume and state_path.is_file():
+    if resuming:
         saved = torch.load(state_path, map_location="cpu", weights_only=True)
         accelerator.unwrap_model(model).load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -224,9 +228,6 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
         accelerator.print(f"resuming after epoch {state['epoch']}")
         if accelerator.is_main_process:
             trim_log(output / LOG_NAME, state["epoch"])
-    if config.linear_probe and state["epoch"] == 0:
-        accuracy = fit_linear_probe(accelerator.unwrap_model(model), loader, config.npr, config.channels_last)
-        accelerator.print(f"linear probe on frozen features: training accuracy {accuracy:.3f}")
     output.mkdir(parents=True, exist_ok=True)
     (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     validator = Validator(splits["validation"], face_finder)
