@@ -18,7 +18,8 @@ fakes).
 patch size of a patch classifier), `--fakes-from-reals P` turns that share of real training samples into fakes,
 `--frozen-blocks N` keeps the stem and the first N blocks at their ImageNet weights, `--full-resolution-stem` runs the
 stem at stride 1, `--kept-blocks N` makes a patch classifier of the first N blocks, `--linear-probe` fits the head on
-frozen features before fine-tuning (LP-FT), `--epochs` other than 2 trains longer or shorter (each reported apart
+frozen features before fine-tuning (LP-FT), `--mixup A` / `--cutmix A` mix pairs of training faces and their labels
+(timm Mixup), `--sam RHO` trains with sharpness-aware minimisation, `--epochs` other than 2 trains longer or shorter (each reported apart
 too). `--config FILE` trains that recipe (a `training.train` config, such as the shipped default's) instead of the
 small Lite0; its own exclusions and hold-outs stay, and the flags above still apply.
 Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
@@ -121,6 +122,9 @@ def variant_of(args: argparse.Namespace) -> str:
     parts += ["full_resolution_stem"] if args.full_resolution_stem else []
     parts += [f"kept_blocks={args.kept_blocks}"] if args.kept_blocks else []
     parts += ["linear_probe"] if args.linear_probe else []
+    parts += [f"mixup={args.mixup_alpha}"] if args.mixup_alpha else []
+    parts += [f"cutmix={args.cutmix_alpha}"] if args.cutmix_alpha else []
+    parts += [f"sam={args.sam_rho}"] if args.sam_rho else []
     parts += [f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in parse_settings(args.augment).items()]
     return " ".join(parts)
 
@@ -141,7 +145,9 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
                    frozen_blocks=args.frozen_blocks or base.frozen_blocks,
                    full_resolution_stem=args.full_resolution_stem or base.full_resolution_stem,
                    kept_blocks=args.kept_blocks or base.kept_blocks,
-                   linear_probe=args.linear_probe or base.linear_probe, augment=augment)
+                   linear_probe=args.linear_probe or base.linear_probe,
+                   mixup_alpha=args.mixup_alpha or base.mixup_alpha, cutmix_alpha=args.cutmix_alpha or base.cutmix_alpha,
+                   sam_rho=args.sam_rho or base.sam_rho, augment=augment)
 
 
 def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
@@ -239,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a patch classifier on the first N blocks (training.train --kept-blocks)")
     parser.add_argument("--linear-probe", action="store_true", dest="linear_probe",
                         help="fit the head on frozen features before fine-tuning (training.train --linear-probe)")
+    parser.add_argument("--mixup", type=float, default=0.0, dest="mixup_alpha", help="training.train --mixup ALPHA")
+    parser.add_argument("--cutmix", type=float, default=0.0, dest="cutmix_alpha", help="training.train --cutmix ALPHA")
+    parser.add_argument("--sam", type=float, default=0.0, dest="sam_rho", help="training.train --sam RHO")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
     return parser

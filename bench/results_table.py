@@ -1,10 +1,11 @@
-"""The README's results section, generated from the evaluation outputs in reports/.
+"""The results tables of README.md and docs/experiments.md, generated from the evaluation outputs in reports/.
 
-    python -m bench.results_table --write-readme
+    python -m bench.results_table --write
 
-Reads reports/test_raw.json and reports/test_neutral.json (written by `training.evaluate` with several --model),
-reports/leave_one_out.json (bench.leave_one_out), reports/feature_probe.json (bench.feature_probe),
-reports/operating_points.json (bench.operating_points) and reports/shortcut_audit.json (bench.shortcut_audit).
+README.md's block comes from reports/test_raw.json and reports/test_neutral.json (written by `training.evaluate` with
+several --model) and reports/shortcut_audit.json (bench.shortcut_audit); docs/experiments.md's from
+reports/leave_one_out.json (bench.leave_one_out), reports/feature_probe.json (bench.feature_probe) and
+reports/operating_points.json (bench.operating_points). Each file's text outside its markers is left as it is.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
 ANCHORS = (("seed project: MobileNetV3 160 px, 7 augmentations", 0.81),
            ("challenge winner (ICIAP 2022)", 0.94),
            ('"always fake" on the challenge test set (5,000 fake / 2,000 real)', 0.714))
@@ -55,13 +55,18 @@ def breakdown(neutral: dict, key: str, metric: str = "balanced_accuracy") -> str
     return "\n".join(lines)
 
 
-def section(reports: Path) -> str:
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def shipped_models_section(reports: Path) -> str:
+    """README.md's block: the shipped models on the test split beside the anchors, and the shortcut audit."""
     raw, neutral = load(reports / "test_raw.json"), load(reports / "test_neutral.json")
-    loo, audit = load(reports / "leave_one_out.json"), load(reports / "shortcut_audit.json")
-    probe, points = load(reports / "feature_probe.json"), load(reports / "operating_points.json")
+    audit = load(reports / "shortcut_audit.json")
     parts = []
     if neutral:
-        parts += ["Held-out test split of `../shared/data/faces` (515 images, never used for training, early stopping "
+        n = next(iter(neutral.values()))["n"]
+        parts += [f"Held-out test split of `../shared/data/faces` ({n} images, never used for training, early stopping "
                   "or thresholds), scored through `hub_utils.detect`'s path at each model's stored threshold. "
                   "The anchors were measured on the challenge's own test set, which we do not have: the data differ, "
                   "so they are context, not a comparison.", headline(raw, neutral),
@@ -74,6 +79,23 @@ def section(reports: Path) -> str:
                   "Accuracy per generator and per source (neutral re-encoding; each row holds one label, so accuracy "
                   "is that label's recall):", breakdown(neutral, "per_generator", "accuracy"),
                   breakdown(neutral, "per_source", "accuracy")]
+    if audit:
+        parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "
+                  f"per pixel alone scores balanced accuracy {audit['raw']['balanced_accuracy']:.3f} (AUC "
+                  f"{audit['raw']['roc_auc']:.3f}) on the raw files, and {audit['neutral']['balanced_accuracy']:.3f} "
+                  f"(AUC {audit['neutral']['roc_auc']:.3f}) after neutral re-encoding (chance: 0.5): re-encoding "
+                  f"leaves each source's resampling and compression history in the bytes per pixel. On the "
+                  f"processing-matched sources ({', '.join(audit['matched_sources'])}) it scores "
+                  f"{audit['matched_neutral']['balanced_accuracy']:.3f} (AUC {audit['matched_neutral']['roc_auc']:.3f},"
+                  f" n={audit['matched_neutral']['n_test']}), at chance."]
+    return "\n\n".join(parts) or "No test-split evaluation in reports/ yet."
+
+
+def experiments_section(reports: Path) -> str:
+    """docs/experiments.md's block: leave-one-out runs, frozen-feature probes and operating points."""
+    loo, probe = load(reports / "leave_one_out.json"), load(reports / "feature_probe.json")
+    points = load(reports / "operating_points.json")
+    parts = []
     if loo:
         from bench.leave_one_out import TABLE_EPOCHS, format_table
 
@@ -112,32 +134,36 @@ def section(reports: Path) -> str:
                   "Each rule over those runs (the same rows; a run counts as above when its unseen balanced accuracy "
                   "is higher than at the training's own threshold):",
                   format_summary(rule_summary(points))]
-    if audit:
-        parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "
-                  f"per pixel alone scores balanced accuracy {audit['raw']['balanced_accuracy']:.3f} (AUC "
-                  f"{audit['raw']['roc_auc']:.3f}) on the raw files, and {audit['neutral']['balanced_accuracy']:.3f} "
-                  f"(AUC {audit['neutral']['roc_auc']:.3f}) after neutral re-encoding (chance: 0.5): re-encoding "
-                  f"leaves each source's resampling and compression history in the bytes per pixel. On the "
-                  f"processing-matched sources ({', '.join(audit['matched_sources'])}) it scores "
-                  f"{audit['matched_neutral']['balanced_accuracy']:.3f} (AUC {audit['matched_neutral']['roc_auc']:.3f},"
-                  f" n={audit['matched_neutral']['n_test']}), at chance."]
-    return "\n\n".join(parts) or "No evaluation outputs in reports/ yet."
+    return "\n\n".join(parts) or "No experiment outputs in reports/ yet."
 
 
-def main() -> None:
+def with_block(content: str, name: str, text: str) -> str:
+    """`content` with `text` between its `name` markers; a clear exit where the markers are missing."""
+    start, end = markers(name)
+    if start not in content or end not in content:
+        raise SystemExit(f"no {start} ... {end} markers to write between")
+    return re.sub(f"{re.escape(start)}.*?{re.escape(end)}", lambda _: f"{start}\n{text}\n{end}", content, flags=re.S)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reports", type=Path, default=Path("reports"))
-    parser.add_argument("--write-readme", action="store_true", help=f"replace the text between {START} and {END}")
-    args = parser.parse_args()
-    text = section(args.reports)
-    if args.write_readme:
-        readme = Path("README.md")
-        content = readme.read_text()
-        if START not in content:
-            raise SystemExit(f"README.md has no {START} ... {END} markers")
-        readme.write_text(re.sub(f"{re.escape(START)}.*?{re.escape(END)}", lambda _: f"{START}\n{text}\n{END}",
-                                 content, flags=re.S))
-    print(text)
+    parser.add_argument("--write", action="store_true", help="replace the generated block of each file")
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--experiments", type=Path, default=Path("docs/experiments.md"))
+    args = parser.parse_args(argv)
+    blocks = [(args.readme, "results", shipped_models_section(args.reports)),
+              (args.experiments, "experiments", experiments_section(args.reports))]
+    updated = {}
+    for path, name, text in blocks:
+        print(f"{path}:\n\n{text}\n")
+        if args.write:
+            try:
+                updated[path] = with_block(path.read_text(), name, text)
+            except (OSError, SystemExit) as error:
+                raise SystemExit(f"{path}: {error}; nothing written") from None
+    for path, content in updated.items():  # only once every file has its markers
+        path.write_text(content)
 
 
 if __name__ == "__main__":

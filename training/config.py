@@ -44,12 +44,21 @@ class TrainConfig:
     full_resolution_stem: bool = False  # stem convolution at stride 1 (hub_utils.model_folder.full_resolution_stem)
     kept_blocks: int = 0  # 0: every block; N: a patch classifier on the first N blocks (hub_utils.model_folder.keep_early_blocks)
     linear_probe: bool = False  # fit the head on frozen pretrained features before fine-tuning (training.probe, LP-FT)
+    mixup_alpha: float = 0.0  # timm Mixup: blend pairs of training faces and their labels (0: off)
+    cutmix_alpha: float = 0.0  # timm Mixup: paste a box of one face into another, label by area (0: off)
+    sam_rho: float = 0.0  # sharpness-aware minimisation: radius of the weight ball (training.sharpness; 0: off)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         for name in ("neutral_p", "fakes_from_reals"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability and must lie in [0, 1], got {getattr(self, name)!r}.")
+        if min(self.mixup_alpha, self.cutmix_alpha) < 0:
+            raise ValueError("mixup_alpha and cutmix_alpha are Beta parameters: 0 (off) or positive.")
+        if self.sam_rho < 0:
+            raise ValueError(f"sam_rho is a radius: 0 (off) or positive, got {self.sam_rho!r}.")
+        if (self.mixup_alpha or self.cutmix_alpha) and self.batch_size % 2:
+            raise ValueError(f"mixup and CutMix pair each batch with its reverse: batch_size must be even, got {self.batch_size}.")
 
     @property
     def preprocessing(self) -> str:
@@ -116,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--linear-probe", action="store_true", default=None, dest="linear_probe",
                         help="before the first epoch, fit the head as a logistic regression on the frozen pretrained "
                              "features, then fine-tune everything from it (LP-FT)")
+    parser.add_argument("--mixup", type=float, dest="mixup_alpha",
+                        help="Beta alpha of mixup: blend each face with another and mix their labels alike (timm Mixup)")
+    parser.add_argument("--cutmix", type=float, dest="cutmix_alpha",
+                        help="Beta alpha of CutMix: paste a box of another face, labels mixed by area; with --mixup, "
+                             "each batch takes one of the two at random")
+    parser.add_argument("--sam", type=float, dest="sam_rho",
+                        help="sharpness-aware minimisation with this radius (0.05 is usual): each step takes the "
+                             "gradient at the worst weights nearby, two forward and backward passes per step")
     parser.add_argument("--test-time-flip", action="store_true", default=None, dest="test_time_flip",
                         help="score each face and its mirror image and average the logits (validation and the model folder)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
@@ -128,7 +145,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed", "split_seed",
                  "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
                  "keep_checkpoint", "test_time_flip", "npr", "fakes_from_reals", "frozen_blocks",
-                 "full_resolution_stem", "kept_blocks", "linear_probe"):
+                 "full_resolution_stem", "kept_blocks", "linear_probe", "mixup_alpha", "cutmix_alpha",
+                 "sam_rho"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig.from_dict(values)

@@ -25,6 +25,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
+from timm.data import Mixup
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
@@ -43,6 +44,7 @@ from training.deepfake_metrics import compute_metrics
 from training.perturb import neutral_reencode
 from training.probe import fit_linear_probe
 from training.report import plot_training_curves
+from training.sharpness import worst_nearby_weights
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_NAME = "state.pt"
@@ -105,21 +107,37 @@ def deepfake_config(config: TrainConfig, **values: Any) -> DeepfakeConfig:
                           full_resolution_stem=config.full_resolution_stem, kept_blocks=config.kept_blocks, face_crop=FaceSettings(margin=config.face_margin), **values)
 
 
+def label_mixing(config: TrainConfig) -> Mixup | None:
+    """timm's mixup/CutMix on whole batches (each paired with its reverse), or None when both are off."""
+    if not (config.mixup_alpha or config.cutmix_alpha):
+        return None
+    return Mixup(mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha, label_smoothing=0.0, num_classes=2)
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, config: TrainConfig, epoch: int) -> float:
     """One pass over the balanced sampler; returns the mean loss."""
     model.train()
+    mixing = label_mixing(config)
     losses = []
     steps = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
     progress = tqdm(total=steps, desc=f"epoch {epoch}", file=sys.stderr, disable=not accelerator.is_main_process)
     for step, (inputs, labels) in enumerate(loader):
         if step >= steps:
             break
+        targets = labels
+        if mixing:  # soft targets: the share of each class in the mixed face
+            inputs, targets = mixing(inputs, labels)
         inputs = model_input(inputs, config.npr)
         if config.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with accelerator.autocast():
-            loss = torch.nn.functional.cross_entropy(model(inputs), labels)
+            loss = torch.nn.functional.cross_entropy(model(inputs), targets)
         accelerator.backward(loss)
+        if config.sam_rho:  # the step's gradient comes from the worst weights nearby
+            with worst_nearby_weights(model, config.sam_rho):
+                optimizer.zero_grad(set_to_none=True)
+                with accelerator.autocast():
+                    accelerator.backward(torch.nn.functional.cross_entropy(model(inputs), targets))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
