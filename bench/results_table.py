@@ -138,10 +138,10 @@ def experiments_section(reports: Path) -> str:
 
 
 def with_block(content: str, name: str, text: str) -> str:
-    """`content` with `text` between its `name` markers; a clear exit where the markers are missing."""
+    """`content` with `text` between its `name` markers; ValueError where they are missing."""
     start, end = markers(name)
     if start not in content or end not in content:
-        raise SystemExit(f"no {start} ... {end} markers to write between")
+        raise ValueError(f"no {start} ... {end} markers to write between")
     return re.sub(f"{re.escape(start)}.*?{re.escape(end)}", lambda _: f"{start}\n{text}\n{end}", content, flags=re.S)
 
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.write:
             try:
                 updated[path] = with_block(path.read_text(), name, text)
-            except (OSError, SystemExit) as error:
+            except (OSError, ValueError) as error:
                 raise SystemExit(f"{path}: {error}; nothing written") from None
     for path, content in updated.items():  # only once every file has its markers
         path.write_text(content)

@@ -24,8 +24,8 @@ def worst_nearby_weights(model: torch.nn.Module, rho: float) -> Iterator[None]:
         raise ValueError("no gradients: call backward() on the loss at the current weights first.")
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters]))
     originals = [p.detach().clone() for p in parameters]
-    batch_norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    momenta = [(m.momentum, m.num_batches_tracked.clone()) for m in batch_norms]
+    batch_norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    saved_counts = [(m.momentum, m.num_batches_tracked.clone()) for m in batch_norms]
     with torch.no_grad():
         for parameter in parameters:
             parameter.add_(parameter.grad, alpha=rho / float(norm + 1e-12))
@@ -37,6 +37,6 @@ def worst_nearby_weights(model: torch.nn.Module, rho: float) -> Iterator[None]:
         with torch.no_grad():
             for parameter, original in zip(parameters, originals):
                 parameter.copy_(original)  # exactly w again, not w + e - e
-        for module, (momentum, tracked) in zip(batch_norms, momenta):
+        for module, (momentum, tracked) in zip(batch_norms, saved_counts):
             module.momentum = momentum
             module.num_batches_tracked.copy_(tracked)
