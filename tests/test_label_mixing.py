@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from accelerate import Accelerator
 from torch.utils.data import DataLoader, TensorDataset
 
 from hub_utils.model_folder import FAKE_INDEX
-from tests.test_train import run_training, write_config, write_generated_tree
+from tests.test_train import run_training, train_an_epoch, write_config, write_generated_tree
 from training.backbone import create_backbone
 from training.config import TrainConfig
-from training.train import label_mixing, train_one_epoch
+from training.train import label_mixing
 
 
 def two_tone_faces(n: int = 16, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,10 +44,7 @@ def test_an_epoch_trains_on_mixed_faces() -> None:
         model = create_backbone("test_efficientnet", "none", 32)
         means = []
         model.register_forward_hook(lambda module, args, output: means.append(args[0].mean(dim=(1, 2, 3))))
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-        loader = DataLoader(TensorDataset(*two_tone_faces(32)), batch_size=8)
-        train_one_epoch(model, loader, optimizer, scheduler, Accelerator(cpu=True), config, epoch=1)
+        train_an_epoch(model, DataLoader(TensorDataset(*two_tone_faces(32)), batch_size=8), config)
         return torch.cat(means)
 
     plain = input_means(TrainConfig(batch_size=8, channels_last=False))

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
-from tests.test_train import run_training, write_config, write_generated_tree
+from tests.test_train import run_training, train_an_epoch, write_config, write_generated_tree
 from training.backbone import create_backbone
+from training.config import TrainConfig
 from training.sharpness import worst_nearby_weights
 
 
@@ -73,21 +75,12 @@ def test_training_with_sam_writes_a_model_folder(tmp_path: Path) -> None:
 
 
 def test_each_sam_step_takes_two_passes_and_ends_at_new_weights() -> None:
-    from accelerate import Accelerator
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from training.config import TrainConfig
-    from training.train import train_one_epoch
-
     def passes_and_change(config: TrainConfig) -> tuple[int, float]:
         model, images, labels = model_and_batch()
         before = snapshot(model)
         calls = []
         model.register_forward_hook(lambda module, args, output: calls.append(1))
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-        loader = DataLoader(TensorDataset(images, labels), batch_size=4)
-        train_one_epoch(model, loader, optimizer, scheduler, Accelerator(cpu=True), config, epoch=1)
+        train_an_epoch(model, DataLoader(TensorDataset(images, labels), batch_size=4), config, lr=0.01)
         change = sum((value.float() - before[name].float()).abs().sum().item() for name, value in model.state_dict().items())
         return len(calls), change
 

@@ -62,6 +62,15 @@ def run_training(config: Path, *extra: str, timeout: float = 300) -> subprocess.
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+def train_an_epoch(model: torch.nn.Module, batches, config: TrainConfig, lr: float = 0.0) -> None:
+    """One `train_one_epoch` call on the CPU: plain SGD at a constant learning rate."""
+    from accelerate import Accelerator
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    train_one_epoch(model, batches, optimizer, scheduler, Accelerator(cpu=True), config, epoch=1)
+
+
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_generated_tree(tmp_path_factory.mktemp("generated"))
@@ -218,16 +227,11 @@ def test_fine_tuning_from_a_model_folder_at_another_size(tmp_path: Path, generat
 
 @pytest.mark.parametrize("npr", [False, True])
 def test_the_training_step_feeds_pixels_or_npr_residuals(tmp_path: Path, npr: bool) -> None:
-    from accelerate import Accelerator
-
     model = create_backbone("test_efficientnet", "none", 32)
     seen: list[torch.Tensor] = []
     model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
     inputs, labels = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 0, 1])
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    config = TrainConfig(data=["unused"], output=str(tmp_path), npr=npr)
-    train_one_epoch(model, [(inputs, labels)], optimizer, scheduler, Accelerator(cpu=True), config, 1)
+    train_an_epoch(model, [(inputs, labels)], TrainConfig(data=["unused"], output=str(tmp_path), npr=npr))
     assert torch.allclose(seen[0], npr_residual(inputs) if npr else inputs)
     assert resolve_config(build_parser().parse_args(["--data", "d", "--output", "o", "--npr"])).npr
 
