@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,8 @@ def run_training(config: Path, *extra: str, timeout: float = 300) -> subprocess.
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def train_an_epoch(model: torch.nn.Module, batches, config: TrainConfig, lr: float = 0.0) -> None:
+def train_an_epoch(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], config: TrainConfig,
+                   lr: float = 0.0) -> None:
     """One `train_one_epoch` call on the CPU: plain SGD at a constant learning rate."""
     from accelerate import Accelerator
 
