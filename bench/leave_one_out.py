@@ -39,6 +39,7 @@ import numpy as np
 from hub_utils.ensemble import load_ensemble
 from training.augment import MODES, AugmentConfig
 from training.config import TrainConfig
+from training.data import DataError
 from training.evaluate import evaluate
 from training.train import build_splits, matches_any, run
 
@@ -272,7 +273,10 @@ def main(argv: list[str] | None = None) -> None:
     names = args.families + args.sources + [GENERATOR_PREFIX + item for item in args.generators]
     check_left_out(names, args.data)
     modes = args.modes or [recipe(args).preprocessing]
-    rows = [run_one(name, mode, args) for name in names for mode in modes]
+    try:
+        rows = [run_one(name, mode, args) for name in names for mode in modes]
+    except DataError as error:  # finished runs keep their folders, so a rerun reuses them
+        raise SystemExit(f"error: {error}") from error
     print(format_table(save_rows(args.output, rows, row_key)))
 
 

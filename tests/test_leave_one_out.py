@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +15,22 @@ from training.config import TrainConfig
 from training.train import build_splits
 
 
+def write_noise_source(root: Path, source: str, labels: tuple[str, ...], seed: int) -> None:
+    """20 distinct noise images per label; reals come from `camera`, fakes from `upsampler`."""
+    rng = np.random.default_rng(seed)
+    for label in labels:
+        folder = root / source / label / ("camera" if label == "real" else "upsampler")
+        folder.mkdir(parents=True)
+        for i in range(20):
+            Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+
+
 @pytest.fixture(scope="module")
 def two_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`studio` holds reals and fakes, `phone` reals only; every image is distinct noise."""
     root = tmp_path_factory.mktemp("sources")
-    rng = np.random.default_rng(1)
-    for source, label, generator in (("studio", "real", "camera"), ("studio", "fake", "upsampler"),
-                                     ("phone", "real", "camera")):
-        folder = root / source / label / generator
-        folder.mkdir(parents=True)
-        for i in range(20):
-            Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    write_noise_source(root, "studio", ("real", "fake"), seed=1)
+    write_noise_source(root, "phone", ("real",), seed=2)
     return root
 
 
@@ -52,6 +58,13 @@ def test_a_left_out_name_that_matches_no_image_is_refused_before_training(two_so
         main([*argv, "upsampler", "--sources", "studi"])
     with pytest.raises(SystemExit, match="source=phon matches no image"):
         main([*argv, "upsampler", "--sources", "studio+phon"])
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "loo.json").exists()
+
+
+def test_leaving_out_every_fake_is_refused_with_the_reason(two_sources: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="The train split holds no fake images"):
+        main(["--data", str(two_sources), "--families", "--sources", "studio", "--runs", str(tmp_path / "runs"),
+              "--output", str(tmp_path / "loo.json")])
     assert not (tmp_path / "runs").exists() and not (tmp_path / "loo.json").exists()
 
 
@@ -146,8 +159,11 @@ def test_a_config_file_is_the_recipe_that_the_bench_changes(tmp_path: Path) -> N
 
 
 def test_a_left_out_source_row_gives_each_of_its_generators_accuracy(two_sources: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(two_sources, data)
+    write_noise_source(data, "lab", ("real", "fake"), seed=3)  # without it, training would see no fake
     output = tmp_path / "loo.json"
-    main(["--data", str(two_sources), "--families", "--sources", "studio", "--epochs", "1", "--image-size", "32",
+    main(["--data", str(data), "--families", "--sources", "studio", "--epochs", "1", "--image-size", "32",
           "--runs", str(tmp_path / "runs"), "--output", str(output)])
     [row] = json.loads(output.read_text())
     assert row["left_out"] == "studio" and row["unseen_n_fake"] == row["unseen_n_real"] == 20

@@ -30,7 +30,7 @@ from training.config import TrainConfig, build_parser, resolve_config
 from training.data import load_source
 from training.dataset import FaceCropDataset, image_of
 from training.evaluate import evaluate
-from training.train import build_splits, data_summary, train_one_epoch
+from training.train import build_splits, data_summary, main, train_one_epoch
 
 
 def write_generated_tree(root: Path, per_class: int = 24, size: int = 64) -> Path:
@@ -169,6 +169,17 @@ def test_unknown_config_keys_are_refused(tmp_path: Path, generated: Path) -> Non
                           learning_rate=0.1)
     done = run_training(config)
     assert done.returncode == 2 and "learning_rate" in done.stderr
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"exclude": ["generator=upsampler"]}, "The train split holds no fake images"),
+    ({"batch_size": 64}, "fewer than one batch of 64"),
+])
+def test_splits_that_cannot_train_are_refused_before_any_folder_is_written(
+        tmp_path: Path, generated: Path, capsys: pytest.CaptureFixture[str], overrides: dict, message: str) -> None:
+    config = write_config(tmp_path / "config.json", [str(generated)], tmp_path / "run", tmp_path / "faces", **overrides)
+    assert main(["--config", str(config)]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
 def test_holdout_leaves_training_only_and_the_card_says_so(tmp_path: Path, generated: Path) -> None:

@@ -38,7 +38,7 @@ from training.augment import build_train_transform
 from training.backbone import PretrainedError, create_backbone, freeze_early, unfreeze_early
 from training.calibrate import apply_temperature, best_threshold, expected_calibration_error, fit_temperature, fold_temperature
 from training.config import TrainConfig, build_parser, resolve_config
-from training.data import drop_unusable, load_sources, split_dataset
+from training.data import DataError, drop_unusable, load_sources, split_dataset
 from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_worker
 from training.deepfake_metrics import compute_metrics
 from training.perturb import neutral_reencode
@@ -73,6 +73,18 @@ def build_splits(config: TrainConfig) -> datasets.DatasetDict:
         for name in names:
             splits[name] = splits[name].filter(lambda row: not left_out(row))
     return splits
+
+
+def check_trainable(splits: datasets.DatasetDict, batch_size: int) -> None:
+    """Refuse splits that would train on nothing or fit the threshold on one class, before any weights are made."""
+    for name in ("train", "validation"):
+        missing = [label for value, label in enumerate(("real", "fake")) if value not in set(splits[name]["label"])]
+        if missing:
+            raise DataError(f"The {name} split holds no {' or '.join(missing)} images ({len(splits[name])} in all); "
+                            "add a source with both classes or leave fewer out with --exclude/--holdout.")
+    if len(splits["train"]) < batch_size:
+        raise DataError(f"The train split holds {len(splits['train'])} images, fewer than one batch of {batch_size}; "
+                        "lower --batch-size or add images.")
 
 
 def data_summary(splits: datasets.DatasetDict, config: TrainConfig) -> dict[str, Any]:
@@ -224,6 +236,7 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     splits = build_splits(config)
+    check_trainable(splits, config.batch_size)
     face_finder = FaceFinder(config.face_cache)
     loader = train_loader(config, splits["train"], model.pretrained_cfg)
     resuming = resume and state_path.is_file()
