@@ -38,7 +38,7 @@ from training.augment import build_train_transform
 from training.backbone import PretrainedError, create_backbone, freeze_early, unfreeze_early
 from training.calibrate import apply_temperature, best_threshold, expected_calibration_error, fit_temperature, fold_temperature
 from training.config import TrainConfig, build_parser, resolve_config
-from training.data import DataError, drop_unusable, load_sources, split_dataset
+from training.data import LABEL_NAMES, DataError, drop_unusable, load_sources, split_dataset
 from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_worker
 from training.deepfake_metrics import compute_metrics
 from training.perturb import neutral_reencode
@@ -76,9 +76,9 @@ def build_splits(config: TrainConfig) -> datasets.DatasetDict:
 
 
 def check_trainable(splits: datasets.DatasetDict, batch_size: int) -> None:
-    """Refuse splits that would train on nothing or fit the threshold on one class, before any weights are made."""
+    """Refuse splits that would train on nothing or fit the threshold on one class, before training or writing anything."""
     for name in ("train", "validation"):
-        missing = [label for value, label in enumerate(("real", "fake")) if value not in set(splits[name]["label"])]
+        missing = [label for value, label in enumerate(LABEL_NAMES) if value not in set(splits[name]["label"])]
         if missing:
             raise DataError(f"The {name} split holds no {' or '.join(missing)} images ({len(splits[name])} in all); "
                             "add a source with both classes or leave fewer out with --exclude/--holdout.")
@@ -92,7 +92,7 @@ def data_summary(splits: datasets.DatasetDict, config: TrainConfig) -> dict[str,
     counts = {name: {} for name in splits}
     for name, split in splits.items():
         for label, generator in zip(split["label"], split["generator"]):
-            key = f"{('real', 'fake')[label]}/{generator}"
+            key = f"{LABEL_NAMES[label]}/{generator}"
             counts[name][key] = counts[name].get(key, 0) + 1
     return {"sources": config.data, "excluded": config.exclude, "held_out": config.holdout, "splits": counts}
 
