@@ -61,6 +61,8 @@ class FaceFinder:
         scale = min(1.0, DETECTION_MAX_SIDE / max(image.size))
         small = image if scale == 1.0 else image.resize(
             (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+        if min(small.size) < FaceSettings().min_face_size:
+            return []  # no face of the smallest size MTCNN looks for fits (a strip, once shrunk for detection)
         with self._lock:
             boxes, probs, points = self._detector().detect(small, landmarks=True)
         if boxes is None:

@@ -69,7 +69,10 @@ def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
         background = Image.new("RGB", image.size, (255, 255, 255))
         background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
         image = background
-    image = image.convert("RGB")
+    try:
+        image = image.convert("RGB")
+    except ValueError:
+        raise ImageError(f"{name}: colour mode {image.mode} cannot be converted to RGB.") from None
     if min(image.size) < MIN_SIDE:
         raise ImageError(f"{name}: image is {image.width}x{image.height}; at least {MIN_SIDE} px on the short side is needed.")
     return image
@@ -81,8 +84,11 @@ def load_image(source: ImageInput, name: str | None = None) -> Image.Image:
     if isinstance(source, Image.Image):
         return to_rgb(source, name or "image")
     if isinstance(source, np.ndarray):
-        if source.ndim not in (2, 3) or source.dtype != np.uint8:
-            raise ImageError(f"{name or 'array'}: expected an HxW or HxWxC uint8 array, got {source.dtype} {source.shape}.")
+        if source.ndim == 3 and source.shape[2] == 1:
+            source = source[:, :, 0]
+        if source.dtype != np.uint8 or not (source.ndim == 2 or (source.ndim == 3 and source.shape[2] in (2, 3, 4))):
+            raise ImageError(f"{name or 'array'}: expected an HxW or HxWxC uint8 array with C of 1 to 4, "
+                             f"got {source.dtype} {source.shape}.")
         return to_rgb(Image.fromarray(source), name or "array")
     if isinstance(source, bytes):
         return to_rgb(_open_bytes(source, name or "upload"), name or "upload")

@@ -35,9 +35,13 @@ def test_one_result_per_face_and_whole_image_fallback(model_dir: Path, astronaut
 def test_bad_images_are_rows_with_errors_not_exceptions(model_dir: Path, astronaut: Image.Image, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
-    results = load_detector(model_dir).predict([corrupt, astronaut, b"text", np.zeros((10, 10, 3), np.uint8)])
-    assert [r.error is None for r in results] == [False, True, False, False]
+    odd = [np.zeros((10, 10, 3), np.uint8), np.zeros((64, 64, 5), np.uint8), Image.new("La", (64, 64))]
+    strip = Image.new("RGB", (20000, 32), "grey")
+    results = load_detector(model_dir).predict([corrupt, astronaut, b"text", *odd, strip])
+    assert [r.error is None for r in results] == [False, True, False, False, False, False, True]
     assert "corrupt.jpg" in results[0].error and "32 px" in results[3].error
+    assert "C of 1 to 4" in results[4].error and "colour mode La" in results[5].error
+    assert [(f.face, f.box) for f in results[6].faces] == [(None, (0, 0, 20000, 32))]
     assert results[0].faces == [] and results[0].fake_probability is None
 
 

@@ -26,6 +26,12 @@ def test_no_face_in_noise() -> None:
     assert FaceFinder().find(noise) == []
 
 
+@pytest.mark.parametrize("size", [(20000, 32), (32, 20000), (2000, 70)])
+def test_a_strip_too_thin_to_hold_a_face_once_shrunk_has_none(size: tuple[int, int]) -> None:
+    strip = Image.fromarray(np.random.default_rng(1).integers(0, 255, size[::-1] + (3,), dtype=np.uint8))
+    assert FaceFinder().find(strip) == []
+
+
 def test_several_faces_are_found_largest_first(astronaut: Image.Image) -> None:
     canvas = Image.new("RGB", (1000, 520), "grey")
     canvas.paste(astronaut, (0, 0))

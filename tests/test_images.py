@@ -75,6 +75,27 @@ def test_truncated_jpeg_file_on_disk(tmp_path: Path) -> None:
         load_image(path)
 
 
+@pytest.mark.parametrize("shape", [(40, 50), (40, 50, 1), (40, 50, 2), (40, 50, 3), (40, 50, 4)])
+def test_uint8_arrays_of_one_to_four_channels_become_rgb(shape: tuple[int, ...]) -> None:
+    array = np.random.default_rng(3).integers(0, 255, shape, dtype=np.uint8)
+    rgb = load_image(array)
+    assert rgb.mode == "RGB" and rgb.size == (50, 40)
+    if len(shape) == 2 or shape[2] == 1:
+        assert np.array_equal(np.asarray(rgb)[:, :, 0], array.reshape(40, 50))
+
+
+@pytest.mark.parametrize("array", [np.zeros((40, 50, 5), np.uint8), np.zeros((40, 50, 3), np.float32),
+                                   np.zeros((2, 40, 50, 3), np.uint8)])
+def test_other_arrays_get_a_clear_error(array: np.ndarray) -> None:
+    with pytest.raises(ImageError, match=r"uint8 array with C of 1 to 4, got"):
+        load_image(array, "frame")
+
+
+def test_a_mode_without_an_rgb_conversion_gets_a_clear_error() -> None:
+    with pytest.raises(ImageError, match="colour mode La cannot be converted"):
+        load_image(Image.new("La", (64, 64)))
+
+
 def test_missing_file() -> None:
     with pytest.raises(ImageError, match="no such file"):
         load_image("does/not/exist.jpg")
