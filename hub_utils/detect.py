@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 
 from .ensemble import ENSEMBLE_NAME, Ensemble, default_sources, load_ensemble
 from .detector import ImageScore
+from .images import IMAGE_SUFFIXES
 from .model_folder import ModelFolderError
 
 COLUMNS = ("path", "face", "box", "model", "fake_probability", "verdict", "error")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif"}
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:

@@ -11,6 +11,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF")  # Pillow decoders tried (JPEG includes MPO); no others
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".avif", ".gif", ".bmp", ".tif", ".tiff"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 MIN_SIDE = 32
@@ -28,12 +30,13 @@ def _open_bytes(data: bytes, name: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name}: image has too many pixels (limit {MAX_PIXELS:,}).") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file, or a format this detector cannot read.") from None
+        raise ImageError(f"{name}: not an image file, or not in a format this detector reads "
+                         "(JPEG, PNG, WebP, AVIF, GIF, BMP, TIFF).") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{name}: the image file is truncated or corrupt ({error}).") from None
     return image

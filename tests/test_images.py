@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from hub_utils import images
 from hub_utils.images import ImageError, content_hash, load_image
@@ -65,6 +65,23 @@ def test_animated_gif_uses_first_frame() -> None:
 def test_bad_bytes_get_a_clear_error(data: bytes, reason: str) -> None:
     with pytest.raises(ImageError, match=reason):
         load_image(data, "upload.png")
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nnewpath 0 0 moveto 64 64 lineto stroke\nshowpage\n"
+
+
+@pytest.mark.parametrize("data", [EPS, encoded(Image.new("RGB", (64, 64)), "PPM"), encoded(Image.new("RGB", (64, 64)), "TGA")])
+def test_formats_photos_do_not_come_in_are_not_decoded(data: bytes) -> None:
+    with pytest.raises(ImageError, match=r"not in a format this detector reads \(JPEG, PNG, WebP, AVIF"):
+        load_image(data, "upload")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "MPO", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF"])
+def test_every_photo_format_is_read(fmt: str) -> None:
+    if fmt in ("WEBP", "AVIF") and not features.check(fmt.lower()):
+        pytest.skip(f"this Pillow was built without {fmt}")
+    image = Image.fromarray(np.random.default_rng(4).integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    assert load_image(encoded(image, fmt), f"face.{fmt.lower()}").size == (50, 40)
 
 
 def test_truncated_jpeg_file_on_disk(tmp_path: Path) -> None:

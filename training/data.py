@@ -26,6 +26,8 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from hub_utils.images import IMAGE_SUFFIXES, PHOTO_FORMATS
+
 LABEL_NAMES = ("real", "fake")
 FEATURES = datasets.Features(
     {
@@ -38,7 +40,6 @@ FEATURES = datasets.Features(
     }
 )
 SPLIT_NAMES = ("train", "validation", "test")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MIN_SIDE = 32
 NEAR_DUPLICATE_DISTANCE = 3  # dHash bits; 3 caught every true pair in ../shared/data/faces, 4 added false ones
 MANIFEST_NAME = "MANIFEST.tsv"
@@ -302,7 +303,7 @@ def inspect_image(data: bytes, min_side: int = MIN_SIDE) -> ImageInfo:
     """Hash `data` and decode it (at reduced JPEG scale) to check it is a usable image."""
     sha = hashlib.sha256(data).hexdigest()
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=PHOTO_FORMATS) as image:
             width, height = image.size
             image.draft("RGB", (64, 64))
             image.load()
