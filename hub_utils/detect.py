@@ -12,6 +12,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -35,6 +36,17 @@ def expand_paths(paths: Iterable[str]) -> list[str]:
         else:
             found.append(str(path))
     return found
+
+
+def prepare_output(output: str) -> None:
+    """Create the output's folder before any scoring, so a bad --output fails at once, not after the last image."""
+    folder = Path(output).resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"cannot create the folder for --output {output} ({error.strerror}).") from None
+    if not os.access(folder, os.W_OK):
+        raise OSError(f"cannot write --output {output}: {folder} is not writable.")
 
 
 def rows_for(path: str, model: str, score: ImageScore) -> list[dict[str, Any]]:
@@ -99,9 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources = args.model or default_sources()
     if not sources:
         parser.error("no --model given and no embedded models in models/")
+    paths = expand_paths(args.paths)
+    if not paths:
+        print(f"error: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(args.paths)}.",
+              file=sys.stderr)
+        return 2
     try:
+        if args.output:
+            prepare_output(args.output)
         ensemble = load_ensemble(sources)
-    except ModelFolderError as error:
+    except (ModelFolderError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for detector in ensemble.detectors:
@@ -113,7 +132,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = PartialState()
     for detector in ensemble.detectors:
         detector.model.to(state.device)
-    paths = expand_paths(args.paths)
     with state.split_between_processes(paths) as mine:
         rows = score_paths(ensemble, mine, args.batch_size, False if args.no_face_crop else None, args.ensemble,
                            show_progress=state.is_main_process)

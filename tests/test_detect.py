@@ -68,6 +68,23 @@ def test_usage_errors_exit_2(model_dir: Path, tmp_path: Path, capsys: pytest.Cap
     assert exit_info.value.code == 2
 
 
+def test_a_folder_without_images_is_refused_before_loading_models(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "notes.txt").write_text("no pictures here")
+    assert main([str(tmp_path), "--model", str(tmp_path / "missing")]) == 2
+    assert "no image files (.avif, .bmp" in (err := capsys.readouterr().err) and str(tmp_path) in err
+
+
+def test_output_folder_is_made_first_and_an_unwritable_one_fails_before_scoring(
+        image_tree: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    output = tmp_path / "new" / "deeper" / "out.csv"
+    assert main([str(image_tree / "astronaut.jpg"), "--model", str(model_dir), "--output", str(output)]) == 0
+    assert [r["path"] for r in csv.DictReader(output.open())] == [str(image_tree / "astronaut.jpg")]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main([str(image_tree), "--model", str(model_dir), "--output", str(blocker / "out.csv")]) == 2
+    assert "cannot create the folder for --output" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_two_processes_give_the_same_output(image_tree: Path, model_dir: Path, tmp_path: Path) -> None:
     single, double = tmp_path / "one.json", tmp_path / "two.json"
