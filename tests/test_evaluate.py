@@ -68,6 +68,15 @@ def test_bad_split_name_is_a_usage_error(tree: Path, model_dir: Path, tmp_path: 
     assert "tset" in capsys.readouterr().err
 
 
+def test_an_unusable_output_path_fails_before_any_image_is_scored(tree: Path, model_dir: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["--model", str(model_dir), "--data", str(tree), "--perturbations", "all", "--output",
+                 str(blocker / "report.json")]) == 2
+    assert "cannot create the folder for --output" in capsys.readouterr().err
+
+
 def test_processing_match_is_decided_on_the_whole_folder(tree: Path, tmp_path: Path) -> None:
     """A split holding one label cannot show that its source is processing-matched; the folder can."""
     ensemble = load_ensemble([str(make_model_folder(tmp_path / "m", seed=6))])

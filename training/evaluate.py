@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from hub_utils.card import EVALUATION_NAME, write_model_card
+from hub_utils.detect import prepare_output
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, load_ensemble
 from hub_utils.model_folder import ModelFolderError
 from training.calibrate import best_threshold
@@ -157,15 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        prepare_output(args.output)
         ensemble = load_ensemble(args.model, args.ensemble_threshold)
         everything = load_sources(args.data)
         dataset = select_split(everything, args.split, args.seed)
-    except (ModelFolderError, DataError) as error:
+    except (ModelFolderError, DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     reports = evaluate(ensemble, dataset, args.neutral, args.perturbations, processing_matched_sources(everything))
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     plot_dirs = {name: output.parent / f"{output.stem}_{Path(name).name}" for name in reports}
     for name, report in reports.items():
         plot_evaluation(np.asarray(report["labels"]), np.nan_to_num(np.asarray(report["scores"]), nan=0.5),
