@@ -36,7 +36,7 @@ def _open_bytes(data: bytes, name: str) -> Image.Image:
         raise ImageError(f"{name}: image has too many pixels (limit {MAX_PIXELS:,}).") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file, or not in a format this detector reads "
-                         "(JPEG, PNG, WebP, AVIF, GIF, BMP, TIFF).") from None
+                         f"({', '.join(PHOTO_FORMATS)}).") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{name}: the image file is truncated or corrupt ({error}).") from None
     return image

@@ -72,7 +72,7 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nnewpath 0 0 moveto 64
 
 @pytest.mark.parametrize("data", [EPS, encoded(Image.new("RGB", (64, 64)), "PPM"), encoded(Image.new("RGB", (64, 64)), "TGA")])
 def test_formats_photos_do_not_come_in_are_not_decoded(data: bytes) -> None:
-    with pytest.raises(ImageError, match=r"not in a format this detector reads \(JPEG, PNG, WebP, AVIF"):
+    with pytest.raises(ImageError, match=r"not in a format this detector reads \(JPEG, PNG, WEBP, AVIF"):
         load_image(data, "upload")
 
 
