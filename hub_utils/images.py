@@ -11,7 +11,8 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF")  # Pillow decoders tried (JPEG includes MPO); no others
+Image.init()  # registers every plugin, so the filter below keeps only what this Pillow decodes (AVIF: 11.2 and later)
+PHOTO_FORMATS = tuple(f for f in ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF") if f in Image.OPEN)  # JPEG: +MPO
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".avif", ".gif", ".bmp", ".tif", ".tiff"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 40_000_000

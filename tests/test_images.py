@@ -76,6 +76,10 @@ def test_formats_photos_do_not_come_in_are_not_decoded(data: bytes) -> None:
         load_image(data, "upload")
 
 
+def test_photo_formats_are_decoders_this_pillow_has() -> None:
+    assert {"JPEG", "PNG", "GIF", "BMP", "TIFF"} <= set(images.PHOTO_FORMATS) <= set(Image.OPEN)
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "MPO", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF"])
 def test_every_photo_format_is_read(fmt: str) -> None:
     if fmt in ("WEBP", "AVIF") and not features.check(fmt.lower()):
