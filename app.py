@@ -20,7 +20,7 @@ from space.ui import build_demo
 def create_app(config: SpaceConfig | None = None) -> tuple[gr.Blocks, SpaceConfig]:
     """Load the models of `config` (default: the resolved settings) and build the app around them."""
     config = config or load_space_config()
-    service = DetectorService.from_sources(config.models, config.inconclusive_margin)
+    service = DetectorService.from_sources(config.models, config.inconclusive_margin, config.headline)
     return build_demo(service, config), config
 
 

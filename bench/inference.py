@@ -1,29 +1,35 @@
-"""Inference throughput: the CLI's path (`Detector.predict` on files) against a bare timm forward of the same
-weights on the same files, at batch 1 and 32 on 2 threads, plus the throughput with face detection. The bare forward
-scores one view; a model with test-time flip scores two, so expect about half the bare throughput there.
+"""Inference speed of each default model, written to `bench/results/inference_<cpu|gpu>.json`.
 
-    python -m bench.inference [--model models/effnet-lite0-resize192] [--images 96] [--threads 2]
+    python -m bench.inference [--device cpu] [--images 64] [--threads 2] [--model FOLDER ...]
+
+Per model: the bare forward (preprocessed tensors already resident, one view, batch 1 and 32), and end to end through
+`Detector.predict` from image files (decoding, faces, crops, every view the model scores), once with a fresh face
+cache and once with the faces cached, at batch 1 and 32. Images: 256 px FFHQ/StyleGAN files of ../shared/data/faces
+when present, else generated ones. Each figure is the best of two timed runs after a warm-up (the fresh-face run:
+one run, its own warm-up excluded).
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import timm
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from hub_utils.detector import Detector, load_detector
 from hub_utils.ensemble import default_sources
 from hub_utils.faces import FaceFinder
-from hub_utils.model_folder import change_architecture
+from hub_utils.images import load_image
 
 FACES_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def bench_images(count: int, folder: Path) -> list[str]:
@@ -40,7 +46,7 @@ def bench_images(count: int, folder: Path) -> list[str]:
     return paths
 
 
-def timed(function, repeats: int = 2) -> float:
+def best_seconds(function: Callable[[], object], repeats: int = 2) -> float:
     """Best wall time of `repeats` runs after one warm-up."""
     function()
     best = float("inf")
@@ -51,43 +57,59 @@ def timed(function, repeats: int = 2) -> float:
     return best
 
 
-def bare_forward(model: torch.nn.Module, transform, paths: list[str], batch_size: int) -> None:
-    with torch.inference_mode():
-        for start in range(0, len(paths), batch_size):
-            batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[start:start + batch_size]])
-            model(batch.contiguous(memory_format=torch.channels_last)).softmax(1)
+def bare_forward_rate(detector: Detector, inputs: torch.Tensor, batch_size: int) -> float:
+    """Images per second of the model alone on resident, preprocessed tensors (one view)."""
+    device = next(detector.model.parameters()).device
+
+    @torch.inference_mode()
+    def forward() -> None:
+        for start in range(0, len(inputs), batch_size):
+            detector.model(inputs[start:start + batch_size].to(device)).float().cpu()
+
+    return len(inputs) / best_seconds(forward)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=(default_sources() or [None])[0])
-    parser.add_argument("--images", type=int, default=96)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+def measure(source: str, paths: list[str], device: str) -> dict:
+    """The figures of one model on `paths`."""
+    detector = load_detector(source, face_finder=FaceFinder())
+    detector.model.to(device)
+    regions = [detector.regions(load_image(path))[0][0] for path in paths]
+    inputs = torch.cat([detector.preprocess(region) for region in regions])
+    fresh_finder = FaceFinder()
+    fresh_finder.find(load_image(paths[0]))  # MTCNN's weights load outside the timed run
+    fresh = Detector(detector.model, detector.config, detector.deepfake, detector.name, face_finder=fresh_finder)
+    started = time.perf_counter()
+    fresh.predict(paths, batch_size=32)
+    fresh_rate = len(paths) / (time.perf_counter() - started)
+    cached = {size: len(paths) / best_seconds(lambda: detector.predict(paths, batch_size=size)) for size in (1, 32)}
+    bare = {size: bare_forward_rate(detector, inputs, size) for size in (1, 32)}
+    return {"device": device, "model": detector.name, "images": len(paths), "threads": torch.get_num_threads(),
+            "views_per_face": 2 if detector.deepfake.test_time_flip else 1,
+            "end_to_end_fresh_img_s": round(fresh_rate, 2), "end_to_end_cached_img_s": round(cached[32], 2),
+            "bare_forward_img_s": round(bare[32], 2), "batch_1_end_to_end_cached_img_s": round(cached[1], 2),
+            "batch_1_bare_forward_img_s": round(bare[1], 2), "batch_1_ms_per_face": round(1000 / cached[1], 1)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.inference", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", action="append", help="model folder; repeat for several (default: the defaults)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--output", type=Path, help="default: bench/results/inference_<cpu|gpu>.json")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         paths = bench_images(args.images, Path(tmp))
-        detector = load_detector(args.model, face_finder=FaceFinder())
-        kept_blocks = detector.deepfake.kept_blocks  # the model card's steps for bare timm
-        model = timm.create_model(f"local-dir:{args.model}", pretrained=not kept_blocks).eval()
-        change_architecture(model, detector.deepfake)
-        if kept_blocks:
-            model.load_state_dict(load_file(Path(args.model) / "model.safetensors"))
-        model = model.to(memory_format=torch.channels_last)
-        transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))
-        flip = ", test-time flip: 2 forward passes per face" if detector.deepfake.test_time_flip else ""
-        print(f"model {args.model} ({detector.deepfake.preprocessing}, {detector.config['pretrained_cfg']['input_size'][-1]} px{flip}); "
-              f"{len(paths)} images; {args.threads} threads; torch {torch.__version__}; {platform.processor() or platform.machine()}")
-        print(f"{'batch':>5} {'bare timm img/s':>16} {'predict img/s':>14} {'ratio':>6}")
-        for batch_size in (1, 32):
-            bare = len(paths) / timed(lambda: bare_forward(model, transform, paths, batch_size))
-            ours = len(paths) / timed(lambda: detector.predict(paths, batch_size=batch_size, face_crop=False))
-            print(f"{batch_size:>5} {bare:>16.1f} {ours:>14.1f} {ours / bare:>6.2f}")
-        fresh = lambda: Detector(detector.model, detector.config, detector.deepfake, detector.name,  # noqa: E731
-                                 face_finder=FaceFinder())
-        cold = len(paths) / timed(lambda: fresh().predict(paths, batch_size=32), repeats=1)
-        warm = len(paths) / timed(lambda: detector.predict(paths, batch_size=32))
-        print(f"with face detection, batch 32: {cold:.1f} img/s with a fresh face cache, {warm:.1f} img/s cached")
+        entries = [measure(source, paths, args.device) for source in args.model or default_sources()]
+    context = {"date": datetime.date.today().isoformat(), "torch": torch.__version__,
+               "processor": platform.processor() or platform.machine(),
+               "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
+    entries = [{**entry, **context} for entry in entries]
+    output = args.output or RESULTS / f"inference_{'gpu' if args.device == 'cuda' else 'cpu'}.json"
+    output.write_text(json.dumps(entries, indent=2) + "\n")
+    for entry in entries:
+        print(json.dumps(entry))
 
 
 if __name__ == "__main__":

@@ -36,17 +36,21 @@ from typing import Any
 import datasets
 import numpy as np
 
+from hub_utils.detector import load_detector
 from hub_utils.ensemble import load_ensemble
 from training.augment import MODES, AugmentConfig
 from training.config import TrainConfig
 from training.data import DataError
-from training.evaluate import evaluate
+from training.evaluate import build_report, evaluate
+from training.features import FeatureCache
+from training.frozen_head import LinearHead, region_tokens
 from training.train import build_splits, matches_any, run
 
 FAMILIES = {
     "stylegan": ["stylegan", "stylegan2", "stylegan3", "stylegan_family_unverified"],
-    "attribute_gans": ["attgan", "stargan"],
-    "diffusion": ["flux1_pro", "flux1_dev", "flux1_schnell", "sdxl", "dalle3", "stable_diffusion_1_5"],
+    "attribute_gans": ["attgan", "stargan", "elegant", "gdwct"],
+    "diffusion": ["flux1_pro", "flux1_dev", "flux1_schnell", "sdxl", "dalle3", "stable_diffusion_1_5",
+                  "stable_diffusion_2_1", "arc2face"],
 }
 GENERATOR_PREFIX = "generator="  # a left-out name that names generators rather than a family or a source
 
@@ -151,6 +155,15 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
                    sam_rho=args.sam_rho or base.sam_rho, augment=augment)
 
 
+def frozen_head_report(folder: str, rows: datasets.Dataset, feature_cache: str) -> dict:
+    """A frozen-backbone run's report on neutrally re-encoded rows, scored from cached features exactly as
+    `Detector.predict` scores them (tests/test_frozen_backbone.py holds the two equal)."""
+    detector = load_detector(folder)
+    tokens = region_tokens(FeatureCache(detector, feature_cache), rows, "neutral", "scoring")
+    scores = LinearHead.of(detector.model).scores(tokens, detector.deepfake.test_time_flip)
+    return build_report(np.asarray(rows["label"]), scores, detector.threshold, {"generator": list(rows["generator"])})
+
+
 def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     """Train the run without `name` (or reuse its folder) and score it: a table row, plus each generator's accuracy
     (the recall of its class) on the left-out images."""
@@ -159,10 +172,14 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     if not (Path(config.output) / "model.safetensors").is_file():
         run(config, resume=(Path(config.output) / "checkpoint").is_dir())
     unseen, seen = held_out_rows(config, rules)
-    ensemble = load_ensemble([config.output])
-    model = ensemble.detectors[0].name
-    unseen_report = evaluate(ensemble, unseen, neutral=True, perturbations=None)[model]
-    seen_report = evaluate(ensemble, seen, neutral=True, perturbations=None)[model]
+    if config.feature_blocks:
+        unseen_report, seen_report = (frozen_head_report(config.output, rows, config.feature_cache)
+                                      for rows in (unseen, seen))
+    else:
+        ensemble = load_ensemble([config.output])
+        model = ensemble.detectors[0].name
+        unseen_report = evaluate(ensemble, unseen, neutral=True, perturbations=None)[model]
+        seen_report = evaluate(ensemble, seen, neutral=True, perturbations=None)[model]
     per_generator = {generator: {"n": group["n"], "accuracy": group["accuracy"]}
                      for generator, group in unseen_report["per_generator"].items()}
     return {"left_out": name, "mode": mode, "variant": variant_of(args), "seed": args.seed,

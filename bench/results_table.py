@@ -28,22 +28,6 @@ def fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def headline(raw: dict, neutral: dict) -> str:
-    lines = ["| model | setting | n | threshold | accuracy | balanced acc. | ROC-AUC | real recall | fake recall | majority baseline |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name in neutral:
-        for setting, reports in (("raw files", raw), ("neutral re-encoding", neutral)):
-            if reports is None or name not in reports:
-                continue
-            r = reports[name]
-            lines.append(f"| {name} | {setting} | {r['n']} | {fmt(r['threshold'])} | {fmt(r['accuracy'])} | "
-                         f"{fmt(r['balanced_accuracy'])} | {fmt(r['roc_auc'])} | {fmt(r['per_class']['real']['recall'])} | "
-                         f"{fmt(r['per_class']['fake']['recall'])} | {fmt(r['majority_baseline']['accuracy'])} |")
-    for label, accuracy in ANCHORS:
-        lines.append(f"| *{label}* | challenge test set (other data) | 7000 | | {accuracy:.3f} | | | | | 0.714 |")
-    return "\n".join(lines)
-
-
 def breakdown(neutral: dict, key: str, metric: str = "balanced_accuracy") -> str:
     names = list(neutral)
     rows = sorted({row for report in neutral.values() for row in report.get(key, {})})
@@ -59,41 +43,128 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
-def shipped_models_section(reports: Path) -> str:
-    """README.md's block: the shipped models on the test split beside the anchors, and the shortcut audit."""
-    raw, neutral = load(reports / "test_raw.json"), load(reports / "test_neutral.json")
-    audit = load(reports / "shortcut_audit.json")
+def model_table(raw: dict | None, neutral: dict, anchors: bool = True) -> str:
+    """One row per model and setting: n, threshold, accuracy, balanced accuracy, AUC, recalls (and the anchors)."""
+    lines = ["| model | setting | n | threshold | accuracy | balanced acc. | ROC-AUC | real recall | fake recall | majority baseline |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in neutral:
+        for setting, reports in (("raw files", raw), ("neutral re-encoding", neutral)):
+            if reports is None or name not in reports:
+                continue
+            r = reports[name]
+            lines.append(f"| {name} | {setting} | {r['n']} | {fmt(r['threshold'])} | {fmt(r['accuracy'])} | "
+                         f"{fmt(r['balanced_accuracy'])} | {fmt(r['roc_auc'])} | {fmt(r['per_class']['real']['recall'])} | "
+                         f"{fmt(r['per_class']['fake']['recall'])} | {fmt(r['majority_baseline']['accuracy'])} |")
+    for label, accuracy in ANCHORS if anchors else ():
+        lines.append(f"| *{label}* | challenge test set (other data) | 7000 | | {accuracy:.3f} | | | | | 0.714 |")
+    return "\n".join(lines)
+
+
+def by_name(report: dict | None) -> dict | None:
+    """`training.evaluate` writes one model's report bare and several keyed by name."""
+    if report is None or "per_class" not in report:
+        return report
+    return {report.get("model", "model"): report}
+
+
+def leave_one_out_summary(rows: list[dict], recipes: dict[str, str]) -> str:
+    """Per left-out group, each recipe's unseen AUC, balanced accuracy and the recall of the left-out class, at
+    its own validation threshold (seed 0)."""
+    groups = list(dict.fromkeys(r["left_out"] for r in rows if r.get("variant") in recipes and not r.get("seed")))
+    lines = ["| left out | " + " | ".join(f"{label}: AUC / bal. acc. / recall" for label in recipes.values()) + " |",
+             "|---" * (len(recipes) + 1) + "|"]
+    for group in groups:
+        cells = []
+        for variant in recipes:
+            row = next((r for r in rows if r["left_out"] == group and r.get("variant") == variant
+                        and not r.get("seed")), None)
+            if row is None:
+                cells.append("")
+                continue
+            fakes = row["unseen_n_fake"] and not _real_source(row)
+            recall = row["unseen_fake_recall"] if fakes else row["real_recall"]
+            cells.append(f"{row['unseen_roc_auc']:.3f} / {row['unseen_balanced_accuracy']:.3f} / "
+                         f"{recall:.3f} {'fake' if fakes else 'real'}")
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _real_source(row: dict) -> bool:
+    """A left-out real source: its left-out images are reals, the fakes come from the test split."""
+    return not row["left_out"].startswith("generator=") and row["left_out"] not in FAMILY_NAMES
+
+
+FAMILY_NAMES = ("stylegan", "attribute_gans", "diffusion")
+LEAVE_ONE_OUT_RECIPES = {"clip-vitb16-probe": "CLIP probe (default)",
+                         "effnet-lite2-resize224-procaug epochs=5": "EfficientNet-Lite2 recipe (data before 2026-12-04)"}
+
+
+def speed_table(entries: list[dict]) -> str:
+    lines = ["| model | device | views per face | bare forward img/s (batch 1 / 32) | end to end, faces cached (1 / 32) | "
+             "end to end, new faces (32) | ms per face (batch 1) |", "|---|---|---|---|---|---|---|"]
+    for e in entries:
+        lines.append(f"| {e['model']} | {e['device']}, {e['threads']} threads | {e['views_per_face']} | "
+                     f"{e['batch_1_bare_forward_img_s']} / {e['bare_forward_img_s']} | "
+                     f"{e['batch_1_end_to_end_cached_img_s']} / {e['end_to_end_cached_img_s']} | "
+                     f"{e['end_to_end_fresh_img_s']} | {e['batch_1_ms_per_face']} |")
+    return "\n".join(lines)
+
+
+def shipped_models_section(reports: Path, bench_results: Path = Path("bench/results")) -> str:
+    """README.md's block: the headline model on the test split beside the anchors, both default models on the test
+    images neither saw, leave-one-out per recipe, speed, and the shortcut audit."""
+    raw, neutral = by_name(load(reports / "test_raw.json")), by_name(load(reports / "test_neutral.json"))
+    both = load(reports / "test_neutral_unseen_by_all.json")
+    loo, audit = load(reports / "leave_one_out.json"), load(reports / "shortcut_audit.json")
+    speed, serving = load(bench_results / "inference_cpu.json"), bench_results / "load.txt"
     parts = []
     if neutral:
         n = next(iter(neutral.values()))["n"]
-        parts += [f"Held-out test split of `../shared/data/faces` ({n} images, never used for training, early stopping "
-                  "or thresholds), scored through `hub_utils.detect`'s path at each model's stored threshold. "
-                  "The anchors were measured on the challenge's own test set, which we do not have: the data differ, "
-                  "so they are context, not a comparison.", headline(raw, neutral),
-                  "Balanced accuracy on the processing-matched sources (real and fake files of one source with the "
-                  "same size and format, where the shortcut audit below sits at chance) and on the rest, neutral "
-                  "re-encoding: the matched row is the number to trust.",
-                  breakdown(neutral, "per_processing"),
+        parts += [f"**Test split** of `../shared/data/faces` ({n} images; never used for training, thresholds or any "
+                  "choice), scored through `hub_utils.detect`'s path at the model's stored threshold. The anchors were "
+                  "measured on the challenge's own test set, which we do not have: context, not a comparison.",
+                  model_table(raw, neutral),
                   "Balanced accuracy under the challenge perturbations (after neutral re-encoding):",
                   breakdown(neutral, "per_perturbation"),
                   "Accuracy per generator and per source (neutral re-encoding; each row holds one label, so accuracy "
                   "is that label's recall):", breakdown(neutral, "per_generator", "accuracy"),
-                  breakdown(neutral, "per_source", "accuracy")]
+                  breakdown(neutral, "per_source", "accuracy"),
+                  "Balanced accuracy on the processing-matched sources (real and fake files of one source alike in "
+                  "size and format, where the shortcut audit below sits at chance) and on the rest:",
+                  breakdown(neutral, "per_processing")]
+    if both:
+        n = next(iter(both.values()))["n"]
+        parts += [f"**Both default models** on the {n} test images that neither saw: the EfficientNet soup was trained "
+                  "on an earlier split of fewer images, so most of today's test split was its training data "
+                  "(`training.evaluate --skip-seen`). `ensemble` is their mean P(fake) at 0.5; it is not the headline "
+                  "(`models/defaults.json`).", model_table(None, both, anchors=False)]
+    if loo:
+        parts += ["**New generators and sources** (`python -m bench.leave_one_out`): each recipe trained without a "
+                  "generator family, some generators (`generator=`) or a real source, then scored after neutral "
+                  "re-encoding on every left-out image plus the test split's images of the class they lack, at the "
+                  "run's validation threshold; recall is that of the left-out class. Every run is in "
+                  "[docs/experiments.md](docs/experiments.md).", leave_one_out_summary(loo, LEAVE_ONE_OUT_RECIPES)]
+    if speed:
+        parts += [f"**Speed** (`python -m bench.inference`, {speed[0]['date']}, {speed[0]['images']} 256 px face "
+                  "files, CPU):", speed_table(speed)]
+    if serving.is_file():
+        parts += ["The Space under load (`python -m bench.load --out bench/results/load.txt`):",
+                  "```\n" + serving.read_text().strip() + "\n```"]
     if audit:
         parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "
                   f"per pixel alone scores balanced accuracy {audit['raw']['balanced_accuracy']:.3f} (AUC "
                   f"{audit['raw']['roc_auc']:.3f}) on the raw files, and {audit['neutral']['balanced_accuracy']:.3f} "
-                  f"(AUC {audit['neutral']['roc_auc']:.3f}) after neutral re-encoding (chance: 0.5): re-encoding "
-                  f"leaves each source's resampling and compression history in the bytes per pixel. On the "
+                  f"(AUC {audit['neutral']['roc_auc']:.3f}) after neutral re-encoding (chance: 0.5). On the "
                   f"processing-matched sources ({', '.join(audit['matched_sources'])}) it scores "
                   f"{audit['matched_neutral']['balanced_accuracy']:.3f} (AUC {audit['matched_neutral']['roc_auc']:.3f},"
-                  f" n={audit['matched_neutral']['n_test']}), at chance."]
+                  f" n={audit['matched_neutral']['n_test']})."]
     return "\n\n".join(parts) or "No test-split evaluation in reports/ yet."
 
 
 def experiments_section(reports: Path) -> str:
     """docs/experiments.md's block: leave-one-out runs, frozen-feature probes and operating points."""
     loo, probe = load(reports / "leave_one_out.json"), load(reports / "feature_probe.json")
+    choices = load(reports / "frozen_head_choices.json")
     points = load(reports / "operating_points.json")
     parts = []
     if loo:
@@ -107,9 +178,17 @@ def experiments_section(reports: Path) -> str:
                   "family, some generators or a fake-only source, its fakes for a real-only source, none for sources "
                   "that hold both), at the run's validation "
                   "threshold. Settings after the mode are changes to that recipe (`epochs=N`: trained N epochs; a config "
-                  "file's name, such as `effnet-lite2-resize224-procaug`: that `training/configs` recipe instead of "
-                  "the small Lite0, with its own size, margin and hold-out); a seed other than 0 also redraws the splits:",
+                  "file's name, such as `effnet-lite2-resize224-procaug` or `clip-vitb16-probe`: that `training/configs` "
+                  "recipe instead of the small Lite0, with its own size, margin and hold-out; the CLIP head is "
+                  "fitted from cached features); a seed other than 0 also redraws the splits:",
                   format_table(loo)]
+    if choices:
+        from bench.frozen_head_choices import format_table as choices_table
+
+        parts += ["Frozen CLIP head options (`python -m bench.frozen_head_choices`, commands in the CLIP section): each "
+                  "candidate fitted without each left-out group on the train split and calibrated on the validation "
+                  "split without it, scored on the group plus validation images of the class it lacks (the test split "
+                  "is never read); means and worst values over the eleven groups:", choices_table(choices)]
     if probe:
         from bench.feature_probe import format_table as probe_table
 

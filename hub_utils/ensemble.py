@@ -104,16 +104,31 @@ DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULTS_FILE = "defaults.json"
 
 
-def default_sources(models_dir: Path = DEFAULT_MODELS_DIR) -> list[str]:
-    """The embedded default models: those named in `models/defaults.json` ({"models": [folder names]}), else every
-    folder under `models/` that holds a config.json, sorted by name."""
+def read_defaults(models_dir: Path = DEFAULT_MODELS_DIR) -> dict:
+    """`models/defaults.json`: {"models": [folder names], "headline": one of them or "ensemble", ...}; without the
+    file, every folder under `models/` that holds a config.json, sorted by name, the first one the headline."""
     path = models_dir / DEFAULTS_FILE
     if not path.is_file():
-        return [str(config.parent) for config in sorted(models_dir.glob("*/config.json"))]
+        names = [config.parent.name for config in sorted(models_dir.glob("*/config.json"))]
+        return {"models": names, "headline": names[0] if names else ""}
     try:
-        names = json.loads(path.read_text())["models"]
+        record = json.loads(path.read_text())
+        names = record["models"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ModelFolderError(f"{path}: expected {{\"models\": [folder names under {models_dir}]}} ({error}).") from None
-    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise ModelFolderError(f"{path}: 'models' must be a list of folder names under {models_dir}.")
-    return [str(models_dir / name) for name in names]
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+        raise ModelFolderError(f"{path}: 'models' must be a non-empty list of folder names under {models_dir}.")
+    headline = record.get("headline", names[0])
+    if headline not in [*names, ENSEMBLE_NAME]:
+        raise ModelFolderError(f"{path}: 'headline' must name one of its models or {ENSEMBLE_NAME!r}, got {headline!r}.")
+    return {**record, "headline": headline}
+
+
+def default_sources(models_dir: Path = DEFAULT_MODELS_DIR) -> list[str]:
+    """The embedded default models' folders (`read_defaults`), the headline model first."""
+    return [str(models_dir / name) for name in read_defaults(models_dir)["models"]]
+
+
+def default_headline(models_dir: Path = DEFAULT_MODELS_DIR) -> str:
+    """Whose verdict leads, in the app and the CLI: a default model's name, or "ensemble" (their mean)."""
+    return read_defaults(models_dir)["headline"]

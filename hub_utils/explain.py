@@ -22,6 +22,7 @@ from timm.data import resolve_data_config
 
 from .detector import Detector, verdict_for
 from .faces import Face
+from .feature_model import FrozenFeatureClassifier
 from .model_folder import LABEL_NAMES
 from .preprocess import input_size, tile_to_size, window_origins
 
@@ -40,13 +41,23 @@ class RegionExplanation:
 
 
 def target_layer(model: torch.nn.Module) -> torch.nn.Module:
-    """The last convolutional feature map before pooling: `conv_head` (EfficientNet), else timm's last feature stage."""
+    """The last convolutional feature map before pooling: `conv_head` (EfficientNet), else timm's last feature stage;
+    for a frozen-backbone model, the first norm of the last block its head reads (patch tokens in, `vit_tokens_to_map`)."""
+    if isinstance(model, FrozenFeatureClassifier):
+        return model.backbone.blocks[max(model.spec.blocks) - 1].norm1
     if hasattr(model, "conv_head"):
         return model.conv_head
     feature_info = getattr(model, "feature_info", None)
     if not feature_info:
         raise ValueError(f"{type(model).__name__}: no conv_head or feature_info to take Grad-CAM from.")
     return model.get_submodule(feature_info[-1]["module"])
+
+
+def vit_tokens_to_map(tokens: torch.Tensor) -> torch.Tensor:
+    """(N, 1 + H*W, C) tokens of a square patch grid -> (N, C, H, W), the class token dropped."""
+    patches = tokens[:, 1:]
+    side = int(round(patches.shape[1] ** 0.5))
+    return patches.reshape(len(tokens), side, side, -1).permute(0, 3, 1, 2)
 
 
 def fourier_spectrum(region: Image.Image, colormap: str = "magma") -> Image.Image:
@@ -66,8 +77,9 @@ class GradCamExplainer:
 
     def __init__(self, detector: Detector) -> None:
         self.detector = detector
-        self._model = copy.deepcopy(detector.model).eval()
+        self._model = copy.deepcopy(detector.model).eval().requires_grad_(True)  # a frozen backbone too: gradients flow
         self._layer = target_layer(self._model)
+        self._reshape = vit_tokens_to_map if isinstance(self._model, FrozenFeatureClassifier) else None
         self._lock = threading.Lock()
         data_config = resolve_data_config(pretrained_cfg=detector.config["pretrained_cfg"])
         self._mean = np.asarray(data_config["mean"], dtype=np.float32)
@@ -88,7 +100,7 @@ class GradCamExplainer:
         """Grad-CAM of the decided class over the model's view of a region (windows stitched back in `tile` mode)."""
         windows = self.detector.preprocess(region)
         targets = [ClassifierOutputTarget(LABEL_NAMES.index(verdict))] * len(windows)
-        with self._lock, GradCAM(model=self._model, target_layers=[self._layer]) as cam:
+        with self._lock, GradCAM(model=self._model, target_layers=[self._layer], reshape_transform=self._reshape) as cam:
             maps = cam(input_tensor=self.detector.model_input(windows), targets=targets)
         if self.detector.deepfake.preprocessing == "tile":
             view, heat = self._stitch(region, maps)

@@ -9,9 +9,11 @@ from typing import Any
 
 import timm
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
+from .backbone_weights import BackboneWeightsError, resolve_backbone_weights
 from .faces import FaceSettings
+from .feature_model import FrozenBackbone, FrozenFeatureClassifier, create_frozen_backbone
 
 LABEL_NAMES = ["real", "fake"]
 FAKE_INDEX = LABEL_NAMES.index("fake")
@@ -19,6 +21,7 @@ REAL_INDEX = LABEL_NAMES.index("real")
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+SEEN_IMAGES_NAME = "seen_images.json"  # paths of the images a model trained or was calibrated on
 PICKLE_NAMES = ("pytorch_model.bin", "model.pth", "model.pt", "open_clip_pytorch_model.bin")
 PREPROCESSING_MODES = ("resize", "crop", "tile")
 
@@ -39,6 +42,7 @@ class DeepfakeConfig:
     npr: bool = False  # the model sees `preprocess.npr_residual` of its input, not the pixels
     full_resolution_stem: bool = False  # the stem convolution runs at stride 1 (`full_resolution_stem`)
     kept_blocks: int = 0  # 0: every block; N: a patch classifier on the stem and the first N blocks (`keep_early_blocks`)
+    backbone: FrozenBackbone | None = None  # a frozen timm ViT whose block tokens feed the head (`feature_model`)
     trained: bool = True
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -58,6 +62,11 @@ class DeepfakeConfig:
                 values["face_crop"] = FaceSettings(**values["face_crop"])
             except TypeError as error:
                 raise ModelFolderError(f"{where}: bad 'deepfake.face_crop': {error}.") from None
+        if values.get("backbone") is not None:
+            try:
+                values["backbone"] = FrozenBackbone(**values["backbone"])
+            except (TypeError, ValueError) as error:
+                raise ModelFolderError(f"{where}: bad 'deepfake.backbone': {error}") from None
         config = cls(**values)
         if config.preprocessing not in PREPROCESSING_MODES:
             raise ModelFolderError(
@@ -90,14 +99,17 @@ def read_config(folder: Path) -> tuple[dict[str, Any], DeepfakeConfig]:
     return config, DeepfakeConfig.from_dict(config.get("deepfake", {}), str(path))
 
 
-def create_model(config: dict[str, Any]) -> torch.nn.Module:
-    """The timm architecture of a config, without weights."""
+def create_model(config: dict[str, Any], deepfake: DeepfakeConfig | None = None) -> torch.nn.Module:
+    """The architecture of a config, without weights: a timm model, or a frozen backbone with its head."""
     try:
+        if deepfake is not None and deepfake.backbone is not None:
+            backbone = create_frozen_backbone(config["architecture"], config["pretrained_cfg"])
+            return FrozenFeatureClassifier(backbone, deepfake.backbone, config["num_classes"])
         return timm.create_model(
             config["architecture"], pretrained=False, num_classes=config["num_classes"],
             pretrained_cfg_overlay=config["pretrained_cfg"],
             **{k: v for k, v in config.get("model_args", {}).items() if k != "num_classes"})
-    except RuntimeError as error:
+    except (RuntimeError, ValueError) as error:
         raise ModelFolderError(f"cannot build architecture {config['architecture']!r}: {error}") from None
 
 
@@ -153,29 +165,58 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeC
         pickles = [name for name in PICKLE_NAMES if (folder / name).is_file()]
         hint = f" It has {pickles[0]}, a pickle file, which is refused because loading it can run code." if pickles else ""
         raise ModelFolderError(f"{folder}: no model.safetensors.{hint} Convert the weights with safetensors.torch.save_file.")
-    model = create_model(config)
+    model = create_model(config, deepfake)
     try:
         change_architecture(model, deepfake)
     except ValueError as error:
         raise ModelFolderError(f"{folder / CONFIG_NAME}: {error}") from None
     try:
         state = load_file(weights)
-        model.load_state_dict(state, strict=True)
+        if isinstance(model, FrozenFeatureClassifier):
+            model.head.load_state_dict({k.removeprefix("head."): v for k, v in state.items()}, strict=True)
+            if set(state) != {f"head.{k}" for k in model.head.state_dict()}:
+                raise RuntimeError(f"expected only the head's weights, found {sorted(state)[:4]}")
+        else:
+            model.load_state_dict(state, strict=True)
     except (RuntimeError, OSError) as error:
         raise ModelFolderError(f"{weights}: weights do not match {config['architecture']}: {str(error)[:300]}") from None
+    if isinstance(model, FrozenFeatureClassifier):
+        load_backbone(model, config["architecture"], folder)
     return model.eval(), config, deepfake
 
 
+def load_backbone(model: FrozenFeatureClassifier, architecture: str, folder: Path | None = None,
+                  source: str | None = None) -> None:
+    """Put the frozen backbone's weights in place, found and checked by `resolve_backbone_weights`."""
+    try:
+        state = resolve_backbone_weights(architecture, model.spec.weights_sha256, folder, source)
+    except BackboneWeightsError as error:
+        raise ModelFolderError(f"{folder or architecture}: {error}") from None
+    tower = {k: v for k, v in state.items() if not k.startswith("head.")}  # the tower's own head (CLIP's projection) is unused
+    try:
+        model.backbone.load_state_dict(tower, strict=True)
+    except RuntimeError as error:
+        raise ModelFolderError(f"backbone weights do not fit {architecture}: {str(error)[:300]}") from None
+
+
 def save_model_folder(model: torch.nn.Module, folder: Path, deepfake: DeepfakeConfig, card_text: str | None = None) -> Path:
-    """Write config.json + model.safetensors (+ README.md), loadable by timm `local-dir:` and transformers."""
+    """Write config.json + model.safetensors (+ README.md). A timm model's folder loads with timm `local-dir:` and
+    transformers; a frozen-backbone model's folder holds the head alone and names its backbone."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    timm.models.save_for_hf(
-        model, str(folder), safe_serialization=True,
-        model_config={"label_names": LABEL_NAMES, "deepfake": deepfake.to_dict()})
     config_path = folder / CONFIG_NAME
-    config = json.loads(config_path.read_text())
-    config.get("model_args", {}).pop("num_classes", None)  # transformers passes num_classes itself
+    if isinstance(model, FrozenFeatureClassifier):
+        config = {"architecture": model.backbone.pretrained_cfg["architecture"], "num_classes": len(LABEL_NAMES),
+                  "num_features": model.head.in_features, "label_names": LABEL_NAMES,
+                  "pretrained_cfg": {k: v for k, v in model.pretrained_cfg.items() if k not in ("url", "hf_hub_id")},
+                  "deepfake": deepfake.to_dict()}
+        save_file(model.head_state(), str(folder / WEIGHTS_NAME))
+    else:
+        timm.models.save_for_hf(
+            model, str(folder), safe_serialization=True,
+            model_config={"label_names": LABEL_NAMES, "deepfake": deepfake.to_dict()})
+        config = json.loads(config_path.read_text())
+        config.get("model_args", {}).pop("num_classes", None)  # transformers passes num_classes itself
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     if card_text is not None:
         (folder / CARD_NAME).write_text(card_text)

@@ -16,11 +16,14 @@ from typing import Sequence
 
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
+from safetensors.torch import save_file
 
-from .model_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, ModelFolderError, load_model
+from .backbone_weights import FOLDER_FILE, resolve_backbone_weights
+from .model_folder import (CARD_NAME, CONFIG_NAME, SEEN_IMAGES_NAME, WEIGHTS_NAME, ModelFolderError, load_model,
+                           read_config)
 
 PLOT_SUFFIX = ".png"
-EXTRA_FILES = ("evaluation.json", "train_config.json", "training_log.jsonl")
+EXTRA_FILES = ("evaluation.json", "train_config.json", "training_log.jsonl", SEEN_IMAGES_NAME)
 
 
 def files_to_push(folder: Path) -> list[Path]:
@@ -33,21 +36,30 @@ def files_to_push(folder: Path) -> list[Path]:
     return files + sorted(folder.glob(f"*{PLOT_SUFFIX}"))
 
 
-def stage(folder: Path, destination: Path) -> list[str]:
-    """Copy the files to push into `destination`; returns their names."""
+def stage(folder: Path, destination: Path, with_backbone: bool = False) -> list[str]:
+    """Copy the files to push into `destination`; returns their names. `with_backbone` adds a frozen-backbone model's
+    backbone weights as `backbone.safetensors`, so that the Hub repo alone is enough to run it."""
     names = []
     for path in files_to_push(folder):
         shutil.copy2(path, destination / path.name)
         names.append(path.name)
+    if with_backbone:
+        config, deepfake = read_config(folder)
+        if deepfake.backbone is None:
+            raise ModelFolderError(f"{folder}: --with-backbone is for frozen-backbone models; this one holds all its weights.")
+        state = resolve_backbone_weights(config["architecture"], deepfake.backbone.weights_sha256, folder)
+        save_file(state, str(destination / FOLDER_FILE), metadata={"architecture": config["architecture"]})
+        names.append(FOLDER_FILE)
     return names
 
 
 def push_folder(folder: Path, repo_id: str, private: bool = False, revision: str | None = None,
-                commit_message: str = "Upload deepfake detector", api: HfApi | None = None) -> str:
+                commit_message: str = "Upload deepfake detector", api: HfApi | None = None,
+                with_backbone: bool = False) -> str:
     """Create the repo if needed and upload the staged folder; returns the commit URL."""
     api = api or HfApi()
     with tempfile.TemporaryDirectory() as tmp:
-        stage(Path(folder), Path(tmp))
+        stage(Path(folder), Path(tmp), with_backbone)
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if revision:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -61,9 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("repo_id", help="owner/name")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--revision", help="branch to push to (created if missing)")
+    parser.add_argument("--with-backbone", action="store_true",
+                        help="also upload a frozen-backbone model's backbone weights (backbone.safetensors), so that "
+                             "users of the Hub repo need nothing else")
     args = parser.parse_args(argv)
     try:
-        print(push_folder(args.folder, args.repo_id, args.private, args.revision))
+        print(push_folder(args.folder, args.repo_id, args.private, args.revision, with_backbone=args.with_backbone))
     except ModelFolderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

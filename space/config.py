@@ -2,7 +2,9 @@
 
 Defaults live in `SpaceConfig`; `space/models.json` may set any of them (relative folders in it are taken from the
 repository root); the environment variable `DEEPFAKE_MODELS="a,b"` overrides the models. With neither, the
-models are the embedded defaults that `models/defaults.json` names (`hub_utils.ensemble.default_sources`).
+models are the embedded defaults that `models/defaults.json` names (`hub_utils.ensemble.default_sources`), led by
+the one it names as headline; with `DEEPFAKE_MODELS`, the first model named leads unless the settings file names a
+`headline`.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
-from hub_utils.ensemble import default_sources
+from hub_utils.detector import INCONCLUSIVE_MARGIN
+from hub_utils.ensemble import default_headline, default_sources
 from hub_utils.images import MAX_FILE_BYTES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,12 +32,13 @@ class SpaceConfig:
     """Models (local folders or Hub ids `owner/name@rev`) and the limits the app enforces."""
 
     models: list[str] = field(default_factory=default_sources)
+    headline: str = field(default_factory=default_headline)  # a model's name or "ensemble"; "" or unknown: the first model
     max_batch_files: int = 200
     max_upload_bytes: int = 2 * MAX_FILE_BYTES  # per uploaded file; a zip may hold several images
     max_batch_bytes: int = 5 * MAX_FILE_BYTES  # all images of one batch together
     queue_size: int = 32
     concurrency: int = 2
-    inconclusive_margin: float = 0.1
+    inconclusive_margin: float = INCONCLUSIVE_MARGIN
     explained_regions: int = 4  # faces per model that get Grad-CAM and spectrum pictures
 
 
@@ -68,6 +72,7 @@ def load_space_config(path: Path = CONFIG_FILE, environ: Mapping[str, str] = os.
     values = read_config_file(path) if path.is_file() else {}
     if environ.get(MODELS_ENV, "").strip():
         values["models"] = [m.strip() for m in environ[MODELS_ENV].split(",") if m.strip()]
+        values.setdefault("headline", "")  # the first of the models named
     if "models" in values:
         values["models"] = [_resolve_source(m) for m in values["models"]]
     return SpaceConfig(**values)

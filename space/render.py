@@ -24,17 +24,21 @@ def percent(probability: float) -> str:
 
 
 def verdict_markdown(result: dict[str, Any]) -> str:
-    """The ensemble's verdict in plain words, with its confidence, the threshold and any caveat."""
+    """The headline's verdict in plain words, with its confidence, the threshold, how many models agree and any
+    caveat."""
     p, threshold, verdict = result["fake_probability"], result["threshold"], result["verdict"]
     confidence = p if verdict == "fake" else 1.0 - p
+    who = "the models' mean" if result["headline"] == "ensemble" else f"`{result['headline']}`"
     if result["inconclusive"]:
         lines = [f"## Inconclusive (leaning {verdict})",
-                 f"Estimated probability that this is fake: {percent(p)}, close to the threshold of "
+                 f"Estimated probability that this is fake ({who}): {percent(p)}, close to the threshold of "
                  f"{percent(threshold)}: the detector cannot tell either way. Do not rely on this result."]
     else:
         lines = [f"## Probably {verdict}",
-                 f"Estimated probability that this is fake: {percent(p)} (threshold {percent(threshold)}), "
+                 f"Estimated probability that this is fake ({who}): {percent(p)} (threshold {percent(threshold)}), "
                  f"so the verdict **{verdict}** holds with {percent(confidence)} confidence."]
+    if len(result["models"]) > 1:
+        lines.append(f"{result['agreeing']} of {len(result['models'])} models say {verdict}.")
     if not result["face_found"]:
         lines.append("No face was found, so the whole picture was scored. The detector is made for photos of faces; "
                      "treat this score with extra care.")
@@ -47,9 +51,13 @@ def verdict_markdown(result: dict[str, Any]) -> str:
     return "\n\n".join(lines)
 
 
-def label_value(model: dict[str, Any]) -> dict[str, float]:
-    """A model's calibrated confidences for gr.Label."""
-    return {"fake": model["fake_probability"], "real": 1.0 - model["fake_probability"]}
+def model_verdict_markdown(name: str, model: dict[str, Any], headline: bool) -> str:
+    """One model's own verdict at its own threshold, its calibrated P(fake) and whether it is too close to call."""
+    caveat = " · **inconclusive**" if model["inconclusive"] else ""
+    caveat += "" if model["trained"] else " · **untrained: meaningless**"
+    role = " (headline)" if headline else ""
+    return (f"#### {name}{role}\n**{model['verdict']}** · P(fake) {percent(model['fake_probability'])} · "
+            f"threshold {percent(model['threshold'])}{caveat}")
 
 
 def data_uri(image: Image.Image, max_side: int = PREVIEW_MAX_SIDE) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import yaml
 from huggingface_hub import ModelCard
 
-from hub_utils.detector import Detector, ImageScore, load_detector, verdict_for
+from hub_utils.detector import Detector, ImageScore, is_inconclusive, load_detector, verdict_for
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, EnsembleResult, ensemble_threshold
 from hub_utils.explain import GradCamExplainer, RegionExplanation
 from hub_utils.images import ImageError, ImageInput, load_image
@@ -44,15 +44,19 @@ class DetectorService:
     """The models of the Space, their ensemble, and what the UI and the API ask of them."""
 
     def __init__(self, ensemble: Ensemble | None, cards: dict[str, tuple[dict, str]], problems: list[str],
-                 inconclusive_margin: float = 0.1) -> None:
+                 inconclusive_margin: float = 0.1, headline: str = "") -> None:
         self.ensemble = ensemble
         self.cards = cards
         self.problems = problems
         self.inconclusive_margin = inconclusive_margin
+        names = [d.name for d in self.detectors]
+        ensemble_ok = headline == ENSEMBLE_NAME and len(names) > 1
+        self.headline = headline if headline in names or ensemble_ok else (names[0] if names else "")
         self.explainers = {d.name: GradCamExplainer(d) for d in self.detectors}
 
     @classmethod
-    def from_sources(cls, sources: Sequence[str], inconclusive_margin: float = 0.1) -> "DetectorService":
+    def from_sources(cls, sources: Sequence[str], inconclusive_margin: float = 0.1,
+                     headline: str = "") -> "DetectorService":
         """Load every model once; a model that fails to load is reported in `problems`, not raised."""
         detectors: list[Detector] = []
         loaded: list[str] = []
@@ -72,8 +76,9 @@ class DetectorService:
             loaded.append(source)
             cards[detector.name] = card
         if not detectors:
-            return cls(None, cards, problems, inconclusive_margin)
-        return cls(Ensemble(detectors, ensemble_threshold(loaded, detectors)), cards, problems, inconclusive_margin)
+            return cls(None, cards, problems, inconclusive_margin, headline)
+        return cls(Ensemble(detectors, ensemble_threshold(loaded, detectors)), cards, problems, inconclusive_margin,
+                   headline)
 
     @property
     def detectors(self) -> list[Detector]:
@@ -101,26 +106,43 @@ class DetectorService:
             raise ImageError(result.error)
         return self._result_json(result)
 
-    def _result_json(self, result: EnsembleResult) -> dict[str, Any]:
+    @property
+    def headline_threshold(self) -> float:
+        """The decision threshold of the headline: its model's own, or the ensemble's."""
         ensemble = self._require_models()
-        probability = result.ensemble.fake_probability
+        if self.headline == ENSEMBLE_NAME:
+            return ensemble.threshold
+        return next(d.threshold for d in ensemble.detectors if d.name == self.headline)
+
+    def _lead(self, result: EnsembleResult) -> ImageScore:
+        return result.ensemble if self.headline == ENSEMBLE_NAME else result.members[self.headline]
+
+    def _result_json(self, result: EnsembleResult) -> dict[str, Any]:
+        lead, threshold = self._lead(result), self.headline_threshold
+        probability = lead.fake_probability
+        verdict = verdict_for(probability, threshold)
         detectors = {d.name: d for d in self.detectors}
+        models = {name: _model_json(score, detectors[name], self.inconclusive_margin)
+                  for name, score in result.members.items()}
         return {
-            "verdict": verdict_for(probability, ensemble.threshold),
+            "headline": self.headline,
+            "verdict": verdict,
             "fake_probability": probability,
-            "threshold": ensemble.threshold,
-            "inconclusive": abs(probability - ensemble.threshold) < self.inconclusive_margin,
-            "face_found": result.ensemble.face_found,
+            "threshold": threshold,
+            "inconclusive": is_inconclusive(probability, threshold, self.inconclusive_margin),
+            "agreeing": sum(model["verdict"] == verdict for model in models.values()),
+            "face_found": lead.face_found,
             "faces": [{"face": f.face, "box": list(f.box), "fake_probability": f.fake_probability,
-                       "verdict": f.verdict} for f in result.ensemble.faces if f.face is not None],
-            "models": {name: _model_json(score, detectors[name]) for name, score in result.members.items()},
+                       "verdict": f.verdict} for f in lead.faces if f.face is not None],
+            "models": models,
         }
 
     def detect_batch(self, images: Sequence[NamedImage],
                      report: Callable[[int, int], None] | None = None) -> tuple[list[str], list[list[Any]]]:
         """Column names and one row per scored face (or per unreadable file), reporting progress per chunk."""
         ensemble = self._require_models()
-        columns = ["file", "face", *[d.name for d in self.detectors], ENSEMBLE_NAME, "verdict", "note"]
+        combined = [ENSEMBLE_NAME] if self.headline == ENSEMBLE_NAME else []
+        columns = ["file", "face", *[d.name for d in self.detectors], *combined, "verdict", "note"]
         rows: list[list[Any]] = []
         for start in range(0, len(images), BATCH_CHUNK):
             chunk = images[start:start + BATCH_CHUNK]
@@ -132,24 +154,26 @@ class DetectorService:
 
     def _batch_rows(self, result: EnsembleResult) -> list[list[Any]]:
         name = result.ensemble.name
+        combined = self.headline == ENSEMBLE_NAME
         if result.error:
-            return [[name, "", *[None] * len(self.detectors), None, "error", result.error]]
-        threshold = self._require_models().threshold
+            return [[name, "", *[None] * (len(self.detectors) + combined), "error", result.error]]
+        lead, threshold = self._lead(result), self.headline_threshold
         rows = []
-        for index, face in enumerate(result.ensemble.faces):
-            members = [_face_probability(result.members[d.name], index, len(result.ensemble.faces))
-                       for d in self.detectors]
-            inconclusive = abs(face.fake_probability - threshold) < self.inconclusive_margin
+        for index, face in enumerate(lead.faces):
+            members = [_face_probability(result.members[d.name], index, len(lead.faces)) for d in self.detectors]
+            inconclusive = is_inconclusive(face.fake_probability, threshold, self.inconclusive_margin)
             note = "; ".join(n for n, on in (("no face found, whole image scored", face.face is None),
                                              ("inconclusive", inconclusive)) if on)
             label = "whole image" if face.face is None else face.face + 1
-            rows.append([name, label, *members, round(face.fake_probability, 4), face.verdict, note])
+            mean = [round(face.fake_probability, 4)] if combined else []
+            rows.append([name, label, *members, *mean, face.verdict, note])
         return rows
 
     def models(self) -> dict[str, Any]:
         """Metadata of every model (config and card) and of the ensemble, as JSON."""
         return {
             "models": [self._model_metadata(d) for d in self.detectors],
+            "headline": self.headline,
             "ensemble": {"threshold": self.ensemble.threshold if self.ensemble else None,
                          "members": [d.name for d in self.detectors]},
             "notices": self.notices(),
@@ -173,11 +197,12 @@ class DetectorService:
         return {name: explainer.explain(rgb, max_regions) for name, explainer in self.explainers.items()}
 
 
-def _model_json(score: ImageScore, detector: Detector) -> dict[str, Any]:
+def _model_json(score: ImageScore, detector: Detector, margin: float) -> dict[str, Any]:
     """One model's score of an image: its most fake face, judged against the model's own threshold."""
     probability = score.fake_probability
     return {"fake_probability": probability, "verdict": verdict_for(probability, detector.threshold),
-            "threshold": detector.threshold, "revision": detector.revision, "trained": detector.deepfake.trained}
+            "threshold": detector.threshold, "inconclusive": is_inconclusive(probability, detector.threshold, margin),
+            "revision": detector.revision, "trained": detector.deepfake.trained}
 
 
 def _face_probability(score: ImageScore, index: int, ensemble_faces: int) -> float:

@@ -61,14 +61,15 @@ class Handlers:
         with readable_errors():
             image = load_image(data)
             explanations = self.service.explain(image, self.config.explained_regions)
-        labels = [render.label_value(result["models"][d.name]) for d in self.service.detectors]
+        cards = [render.model_verdict_markdown(d.name, result["models"][d.name], d.name == result["headline"])
+                 for d in self.service.detectors]
         views = [render.explanations_html(explanations[d.name]) for d in self.service.detectors]
-        return [render.verdict_markdown(result), render.faces_html(image, result), *labels, *views, None]
+        return [render.verdict_markdown(result), render.faces_html(image, result), *cards, *views, None]
 
     def clear_results(self) -> list[Any]:
-        """Empty verdict, pictures, JSON and labels, so that no result of a previous photo stays on screen."""
+        """Empty verdict, pictures, JSON and model cards, so that no result of a previous photo stays on screen."""
         models = len(self.service.detectors)
-        return ["", "", None, *[None] * models, *[""] * models]
+        return ["", "", None, *[""] * models, *[""] * models]
 
     def detect_batch(self, uploads: list[dict[str, Any]] | None,
                      progress: gr.Progress = gr.Progress()) -> tuple[pd.DataFrame, str]:
@@ -105,14 +106,13 @@ def _detect_tab(handlers: Handlers) -> dict[str, Any]:
             with gr.Accordion("API response (JSON)", open=False):
                 result = gr.JSON(label="/detect result")
     with gr.Row():
-        labels, views = [], []
+        cards, views = [], []
         for detector in detectors:
-            untrained = "" if detector.deepfake.trained else " (untrained)"
             with gr.Column(min_width=240):
-                labels.append(gr.Label(label=f"{detector.name}{untrained}", num_top_classes=2))
+                cards.append(gr.Markdown(elem_classes=["model-verdict"]))
                 views.append(gr.HTML())
     return {"image": image, "button": button, "verdict": verdict, "faces": faces, "result": result,
-            "labels": labels, "views": views}
+            "cards": cards, "views": views}
 
 
 def _batch_tab(config: SpaceConfig) -> dict[str, Any]:
@@ -130,9 +130,12 @@ def _models_tab(service: DetectorService) -> None:
     metadata = service.models()
     if not metadata["models"]:
         gr.Markdown("No model is installed.")
-    if len(metadata["models"]) > 1:
-        gr.Markdown(f"The ensemble averages the models' P(fake) face by face and calls it fake at or above "
-                    f"**{metadata['ensemble']['threshold']}**.")
+    if metadata["headline"] == "ensemble":
+        gr.Markdown(f"The headline verdict is the models' mean P(fake), face by face, called fake at or above "
+                    f"**{metadata['ensemble']['threshold']:.3f}**.")
+    elif len(metadata["models"]) > 1:
+        gr.Markdown(f"The headline verdict is **{metadata['headline']}**'s; every model's own verdict, at its own "
+                    "threshold, is shown beside it.")
     for index, model in enumerate(metadata["models"]):
         with gr.Accordion(model["name"], open=index == 0):
             gr.Markdown(render.model_markdown(model))
@@ -159,14 +162,14 @@ def build_demo(service: DetectorService, config: SpaceConfig) -> gr.Blocks:
 
         detect["image"].change(
             handlers.clear_results, None,
-            [detect["verdict"], detect["faces"], detect["result"], *detect["labels"], *detect["views"]],
+            [detect["verdict"], detect["faces"], detect["result"], *detect["cards"], *detect["views"]],
             api_visibility="private", queue=False,
         )
         detect["button"].click(
             handlers.detect, detect["image"], [detect["result"], image_bytes], api_name="detect", preprocess=False,
         ).success(
             handlers.pictures, [image_bytes, detect["result"]],
-            [detect["verdict"], detect["faces"], *detect["labels"], *detect["views"], image_bytes],
+            [detect["verdict"], detect["faces"], *detect["cards"], *detect["views"], image_bytes],
             api_visibility="private", concurrency_limit=1, concurrency_id="pictures",
         )
         batch["button"].click(

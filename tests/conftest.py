@@ -14,6 +14,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("DEEPFAKE_BACKBONE_NO_FETCH", "1")  # tests never download: `.ci/run` caches the CLIP tower first
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FACES_DIR = REPO_ROOT.parent / "shared" / "data" / "faces"

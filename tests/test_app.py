@@ -150,16 +150,29 @@ def test_batch_expands_zips_and_enforces_limits(upload_dir):
 
 def test_detect_reports_each_model_as_its_detector_scores(service, model_folders):
     result = service.detect(ASTRONAUT.read_bytes(), "astronaut.jpg")
-    assert set(result) == {"verdict", "fake_probability", "threshold", "inconclusive", "face_found", "faces", "models"}
+    assert set(result) == {"headline", "verdict", "fake_probability", "threshold", "inconclusive", "agreeing",
+                           "face_found", "faces", "models"}
     assert result["face_found"] and len(result["faces"]) == 1
     x0, y0, x1, y1 = result["faces"][0]["box"]
     assert 150 < x0 < x1 < 300 and 30 < y0 < y1 < 200  # the astronaut's face in the 512x512 picture
     own = {f.name: load_detector(f).predict([ASTRONAUT])[0].fake_probability for f in model_folders}
     assert {n: m["fake_probability"] for n, m in result["models"].items()} == pytest.approx(own, abs=1e-6)
-    assert result["fake_probability"] == pytest.approx(np.mean(list(own.values())), abs=1e-6)
+    assert result["headline"] == "tiny-resize" and result["fake_probability"] == pytest.approx(own["tiny-resize"])
     assert result["verdict"] == ("fake" if result["fake_probability"] >= result["threshold"] else "real")
+    assert result["agreeing"] == sum(m["verdict"] == result["verdict"] for m in result["models"].values())
     assert all(m["revision"] == "local" and m["threshold"] == 0.5 and not m["trained"]
-               for m in result["models"].values())
+               and m["inconclusive"] == (abs(m["fake_probability"] - 0.5) < 0.1) for m in result["models"].values())
+
+
+def test_the_headline_is_the_named_model_or_the_models_mean(model_folders):
+    sources = [str(f) for f in model_folders]
+    own = {f.name: load_detector(f).predict([ASTRONAUT])[0].fake_probability for f in model_folders}
+    second = DetectorService.from_sources(sources, headline="tiny-tile").detect(ASTRONAUT.read_bytes())
+    assert second["headline"] == "tiny-tile" and second["fake_probability"] == pytest.approx(own["tiny-tile"])
+    mean = DetectorService.from_sources(sources, headline="ensemble").detect(ASTRONAUT.read_bytes())
+    assert mean["fake_probability"] == pytest.approx(np.mean(list(own.values())), abs=1e-6)
+    unknown = DetectorService.from_sources(sources, headline="not-loaded")
+    assert unknown.headline == "tiny-resize"
 
 
 def test_detect_without_face_scores_the_whole_image(service):
@@ -197,16 +210,20 @@ def test_handlers_turn_errors_into_sentences_and_delete_uploads(service, upload_
     assert not bad.exists()
     with pytest.raises(gr.Error, match="Add a photo first"):
         handlers.detect(None)
-    assert handlers.clear_results() == ["", "", None, None, None, "", ""]
+    assert handlers.clear_results() == ["", "", None, "", "", "", ""]
 
 
 def test_pictures_are_inline_and_never_written_to_disk(service, upload_dir):
     handlers = Handlers(service, SpaceConfig(models=[]))
     result, data = handlers.detect({"path": str(put_upload(upload_dir, "a.jpg", ASTRONAUT.read_bytes()))})
     verdict, faces, *rest = handlers.pictures(data, result)
-    labels, views, cleared = rest[:2], rest[2:4], rest[4]
+    cards, views, cleared = rest[:2], rest[2:4], rest[4]
     assert "## " in verdict and "Untrained models" in verdict and cleared is None
-    assert labels[0]["fake"] == pytest.approx(result["models"]["tiny-resize"]["fake_probability"])
+    assert "models say" in verdict and "`tiny-resize`" in verdict
+    for card, (name, model) in zip(cards, result["models"].items()):
+        assert card.startswith(f"#### {name}") and f"**{model['verdict']}**" in card
+        assert f"P(fake) {model['fake_probability']:.1%}" in card and "threshold 50.0%" in card
+    assert "(headline)" in cards[0] and "(headline)" not in cards[1]
     assert faces.count("data:image/jpeg;base64,") == 1
     assert all(v.count("<figure") == 2 and "face 1: where the model looked" in v and "face 1: frequency spectrum" in v
                for v in views)
@@ -214,8 +231,9 @@ def test_pictures_are_inline_and_never_written_to_disk(service, upload_dir):
 
 
 def test_verdict_words_and_model_page():
-    result = {"verdict": "real", "fake_probability": 0.45, "threshold": 0.5, "inconclusive": True,
-              "face_found": False, "faces": [], "models": {"m": {"trained": True, "fake_probability": 0.45}}}
+    result = {"headline": "m", "verdict": "real", "fake_probability": 0.45, "threshold": 0.5, "inconclusive": True,
+              "agreeing": 1, "face_found": False, "faces": [],
+              "models": {"m": {"trained": True, "fake_probability": 0.45}}}
     text = render.verdict_markdown(result)
     assert "Inconclusive" in text and "whole picture was scored" in text and "Untrained" not in text
     decided = render.verdict_markdown({**result, "fake_probability": 0.1, "inconclusive": False})
@@ -307,13 +325,14 @@ def test_batch_and_models_over_http(client, tmp_path):
         bundle.writestr("x/broken.jpg", b"nope")
     files = [handle_file(str(ASTRONAUT)), handle_file(str(NO_FACE)), handle_file(str(archive))]
     table, csv_path = client.predict(files, api_name="/detect_batch")
-    assert table["headers"] == ["file", "face", "tiny-resize", "tiny-tile", "ensemble", "verdict", "note"]
+    assert table["headers"] == ["file", "face", "tiny-resize", "tiny-tile", "verdict", "note"]
     rows = {(row[0], row[1]): row for row in table["data"]}
     assert set(rows) == {("astronaut.jpg", 1), ("synthetic_no_face.jpg", "whole image"), ("set.zip/x/astronaut.jpg", 1),
                          ("set.zip/x/broken.jpg", "")}
     assert rows[("astronaut.jpg", 1)][2:5] == rows[("set.zip/x/astronaut.jpg", 1)][2:5]
-    assert rows[("set.zip/x/broken.jpg", "")][5] == "error"
-    assert Path(csv_path).read_text().splitlines()[0] == "file,face,tiny-resize,tiny-tile,ensemble,verdict,note"
+    assert rows[("set.zip/x/broken.jpg", "")][4] == "error"
+    assert Path(csv_path).read_text().splitlines()[0] == "file,face,tiny-resize,tiny-tile,verdict,note"
     metadata = client.predict(api_name="/models")
     assert [m["threshold"] for m in metadata["models"]] == [0.5, 0.5] and metadata["ensemble"]["threshold"] == 0.5
+    assert metadata["headline"] == "tiny-resize"
     assert any("untrained" in notice for notice in metadata["notices"])

@@ -108,6 +108,10 @@ def test_group_key_pairs_inputs_with_their_edits():
     assert data.group_key("s", "s/real/celeba/aged_ori1.png") == data.group_key("s", "s/fake/stargan/aged_tar1.png")
     assert data.group_key("s", "s/real/celeba/aged_ori1.png") != data.group_key("s", "s/real/celeba/aged_ori2.png")
     assert data.group_key("s", "s/real/x/plain.png") == "s/real/x/plain.png"
+    figure = "assets/result.png"  # the manifest's origin of a tile: every tile of one figure shares it
+    assert data.group_key("s", "s/real/c/result_r01_c00.png", origin=figure) == data.group_key(
+        "s", "s/fake/g/result_r07_c02.png", origin=figure)
+    assert data.group_key("s", "s/real/c/fig_r01_c00.png") != data.group_key("s", "s/real/c/fig_r02_c00.png")
 
 
 def make_challenge(folder: Path) -> Path:
@@ -298,16 +302,20 @@ def test_real_faces_groups_tiles_and_pairs():
     if not (FACES / "MANIFEST.tsv").is_file():
         pytest.skip(f"real faces not available at {FACES} (see shared/data/README.md)")
     ds = load_source(str(FACES))
-    assert len(ds) == 5301
-    subset = ds.filter(lambda s: s in ("attgan_pytorch_grids", "tf2gan_stargan"), input_columns="source")
+    assert len(ds) == 5950
+    tiled = ("attgan_pytorch_grids", "tf2gan_stargan", "taki0112_gdwct", "stargan_official")
+    subset = ds.filter(lambda s: s in tiled, input_columns="source")
     rows = subset.remove_columns("image")
-    teaser = {r["group"] for r in rows if "/teaser_r03_" in r["path"]}
-    assert teaser == {"attgan_pytorch_grids/teaser/row3"}
+    teaser = {r["group"] for r in rows if "/teaser_r03_" in r["path"] or "/teaser_r05_" in r["path"]}
+    assert teaser == {"attgan_pytorch_grids/pics/teaser.jpg"}
+    gdwct = {(r["label"], r["group"]) for r in rows if r["source"] == "taki0112_gdwct"}
+    assert gdwct == {(0, "taki0112_gdwct/assets/result.png"), (1, "taki0112_gdwct/assets/result.png")}
     pair = {r["group"] for r in rows if Path(r["path"]).stem in ("aged_ori1", "aged_tar1")}
     assert len(pair) == 1
-    splits = split_dataset(subset, seed=0)
-    sides = [set(splits[name]["group"]) for name in splits]
-    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    for seed in (0, 1, 2):
+        splits = split_dataset(subset, seed=seed)
+        sides = [set(splits[name]["group"]) for name in splits]
+        assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
 
 
 def test_faces_cli_fills_the_cache_training_reads(tmp_path: Path, astronaut: Image.Image, capsys):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from hub_utils.detect import COLUMNS, main
 from hub_utils.detector import load_detector
-from hub_utils.ensemble import default_sources, load_ensemble
+from hub_utils.ensemble import default_headline, default_sources, load_ensemble
 from hub_utils.model_folder import ModelFolderError
 from tests.conftest import REPO_ROOT, make_model_folder
 
@@ -58,6 +58,10 @@ def test_json_with_two_models_and_ensemble(image_tree: Path, model_dir: Path, se
     probability = {r["model"]: r["fake_probability"] for r in rows}
     assert set(probability) == {"tiny-a", "tiny-b", "ensemble"}
     assert probability["ensemble"] == pytest.approx((probability["tiny-a"] + probability["tiny-b"]) / 2, abs=1e-5)
+    assert [(r["model"], r["headline"]) for r in rows] == [("tiny-a", True), ("tiny-b", False), ("ensemble", False)]
+    for row in rows:
+        assert row["inconclusive"] == (abs(row["fake_probability"] - row["threshold"]) < 0.1)
+        assert row["verdict"] == ("fake" if row["fake_probability"] >= row["threshold"] else "real")
 
 
 def test_usage_errors_exit_2(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -106,9 +110,31 @@ def test_default_models_come_from_defaults_json(model_dir: Path, second_model: P
     for folder in (model_dir, second_model):
         shutil.copytree(folder, models / folder.name)
     assert default_sources(models) == [str(models / model_dir.name), str(models / second_model.name)]
+    assert default_headline(models) == model_dir.name
     (models / "defaults.json").write_text(json.dumps({"models": [second_model.name]}))
     assert default_sources(models) == [str(models / second_model.name)]
     assert [d.name for d in load_ensemble(default_sources(models)).detectors] == [second_model.name]
+    (models / "defaults.json").write_text(json.dumps({"models": [model_dir.name, second_model.name],
+                                                      "headline": second_model.name}))
+    assert default_headline(models) == second_model.name
+    (models / "defaults.json").write_text(json.dumps({"models": [model_dir.name], "headline": "tiny-z"}))
+    with pytest.raises(ModelFolderError, match="'headline' must name one of its models"):
+        default_headline(models)
     (models / "defaults.json").write_text('{"models": "oops"}')
     with pytest.raises(ModelFolderError, match="defaults.json"):
         default_sources(models)
+
+
+def test_the_headline_of_defaults_json_leads_the_rows(image_tree: Path, model_dir: Path, second_model: Path,
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "models"
+    for folder in (model_dir, second_model):
+        shutil.copytree(folder, models / folder.name)
+    (models / "defaults.json").write_text(json.dumps({"models": [model_dir.name, second_model.name],
+                                                      "headline": second_model.name}))
+    monkeypatch.setattr("hub_utils.detect.default_sources", lambda: default_sources(models))
+    monkeypatch.setattr("hub_utils.detect.default_headline", lambda: default_headline(models))
+    output = tmp_path / "out.json"
+    assert main([str(image_tree / "astronaut.jpg"), "--output", str(output)]) == 0
+    rows = json.loads(output.read_text())
+    assert [(r["model"], r["headline"]) for r in rows] == [(second_model.name, True), (model_dir.name, False)]

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,12 +51,13 @@ def git(folder: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(folder), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-@pytest.fixture()
-def hub_mirror(tmp_path: Path, model_dir: Path):
-    """A git model repo served by olah on a free localhost port; yields (endpoint, repo_id, commit)."""
-    repo = tmp_path / "mirrors" / "models" / "someone" / "tiny-detector"
+@contextmanager
+def serve_mirror(tmp_path: Path, fill: Callable[[Path], object], repo_id: str = "someone/tiny-detector"):
+    """A git model repo (filled by `fill(folder)`) served by olah on a free localhost port; yields
+    (endpoint, repo_id, commit)."""
+    repo = tmp_path / "mirrors" / "models" / repo_id
     repo.mkdir(parents=True)
-    stage(model_dir, repo)
+    fill(repo)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", ".")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "model")
@@ -65,28 +68,39 @@ def hub_mirror(tmp_path: Path, model_dir: Path):
                       f'mirror-lfs-netloc = "127.0.0.1:{port}"\n[accessibility]\noffline = true\n')
     server = subprocess.Popen([sys.executable, "-m", "olah.server", "-c", str(config)], cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("olah did not start within 60 s")
+        yield f"http://127.0.0.1:{port}", repo_id, git(repo, "rev-parse", "HEAD")
+    finally:
         server.kill()
-        pytest.fail("olah did not start within 60 s")
-    yield f"http://127.0.0.1:{port}", "someone/tiny-detector", git(repo, "rev-parse", "HEAD")
-    server.kill()
-    server.wait()
+        server.wait()
+
+
+def mirror_env(endpoint: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a process that talks to the mirror as if it were the Hub."""
+    return {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
+            "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": str(REPO_ROOT)}
+
+
+@pytest.fixture()
+def hub_mirror(tmp_path: Path, model_dir: Path):
+    with serve_mirror(tmp_path, lambda repo: stage(model_dir, repo)) as served:
+        yield served
 
 
 @pytest.mark.slow
 def test_pull_with_our_loader_timm_and_transformers(hub_mirror, tmp_path: Path) -> None:
     endpoint, repo_id, commit = hub_mirror
-    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
-           "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run([sys.executable, "-c", PULL_SCRIPT, repo_id], env=env, capture_output=True, text=True,
-                          timeout=240, cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-c", PULL_SCRIPT, repo_id], env=mirror_env(endpoint, tmp_path),
+                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["revision"] == commit and result["name"] == repo_id

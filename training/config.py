@@ -10,6 +10,9 @@ from typing import Any
 from training.augment import MODES, AugmentConfig
 
 
+THRESHOLD_RULES = ("validation", "unseen_groups", "unseen_generators", "seen_and_unseen_generators")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on; written resolved beside the model as `train_config.json`."""
@@ -47,6 +50,13 @@ class TrainConfig:
     mixup_alpha: float = 0.0  # timm Mixup: blend pairs of training faces and their labels (0: off)
     cutmix_alpha: float = 0.0  # timm Mixup: paste a box of one face into another, label by area (0: off)
     sam_rho: float = 0.0  # sharpness-aware minimisation: radius of the weight ball (training.sharpness; 0: off)
+    feature_blocks: list[int] = field(default_factory=list)  # frozen ViT backbone: these blocks' tokens feed a linear head
+    feature_tokens: str = "cls+patch"  # with feature_blocks: each block's class token, and its mean patch token
+    probe_c: float = 0.05  # with feature_blocks: inverse L2 strength of the logistic-regression head
+    train_views: list[str] = field(default_factory=lambda: ["neutral", "raw"])  # with feature_blocks: views per image
+    threshold_rule: str = "validation"  # with feature_blocks: validation | unseen_groups (training.frozen_head)
+    face_crop: bool = True  # score face crops (False: whole images)
+    feature_cache: str = ".cache/features"  # with feature_blocks: cached block tokens (training.features)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -57,6 +67,13 @@ class TrainConfig:
             raise ValueError("mixup_alpha and cutmix_alpha are Beta parameters: 0 (off) or positive.")
         if self.sam_rho < 0:
             raise ValueError(f"sam_rho is a radius: 0 (off) or positive, got {self.sam_rho!r}.")
+        unknown_views = sorted(set(self.train_views) - {"raw", "neutral"})
+        if unknown_views or not self.train_views:
+            raise ValueError(f"train_views must name one or more of raw, neutral; got {self.train_views!r}.")
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(f"threshold_rule must be one of {', '.join(THRESHOLD_RULES)}, got {self.threshold_rule!r}.")
+        if self.probe_c <= 0:
+            raise ValueError(f"probe_c is an inverse regularization strength and must be positive, got {self.probe_c!r}.")
         if (self.mixup_alpha or self.cutmix_alpha) and self.batch_size % 2:
             raise ValueError(f"mixup and CutMix pair each batch with its reverse: batch_size must be even, got {self.batch_size}.")
 
@@ -135,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "gradient at the worst weights nearby, two forward and backward passes per step")
     parser.add_argument("--test-time-flip", action="store_true", default=None, dest="test_time_flip",
                         help="score each face and its mirror image and average the logits (validation and the model folder)")
+    parser.add_argument("--feature-blocks", type=int, nargs="+", dest="feature_blocks",
+                        help="freeze the backbone (a timm ViT such as vit_base_patch16_clip_quickgelu_224) and fit a "
+                             "linear head on the tokens after these blocks (1-based), from cached features")
+    parser.add_argument("--feature-tokens", choices=("cls", "cls+patch"), dest="feature_tokens",
+                        help="with --feature-blocks: each block's class token, or beside it the mean patch token")
+    parser.add_argument("--probe-c", type=float, dest="probe_c", help="with --feature-blocks: inverse L2 strength")
+    parser.add_argument("--train-views", nargs="+", choices=("raw", "neutral"), dest="train_views",
+                        help="with --feature-blocks: the views of each training image (as stored, neutrally re-encoded)")
+    parser.add_argument("--threshold-rule", choices=THRESHOLD_RULES, dest="threshold_rule",
+                        help="with --feature-blocks: fit temperature and threshold on the head's validation scores, or "
+                             "on scores from heads that never saw each image's generator (fakes) or source (reals)")
+    parser.add_argument("--no-face-crop", action="store_false", default=None, dest="face_crop",
+                        help="score whole images instead of face crops")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
     return parser
 
@@ -146,7 +176,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
                  "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
                  "keep_checkpoint", "test_time_flip", "npr", "fakes_from_reals", "frozen_blocks",
                  "full_resolution_stem", "kept_blocks", "linear_probe", "mixup_alpha", "cutmix_alpha",
-                 "sam_rho"):
+                 "sam_rho", "feature_blocks", "feature_tokens", "probe_c", "train_views", "threshold_rule", "face_crop"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig.from_dict(values)

@@ -69,17 +69,21 @@ class _Entry:
     group: str
 
 
-def group_key(source: str, path: str, note: str = "") -> str:
-    """Near-duplicate key from naming: grid tiles of one figure row, `*_oriN`/`*_tarN` input/edit pairs."""
+def group_key(source: str, path: str, note: str = "", origin: str = "") -> str:
+    """Near-duplicate key: `*_oriN`/`*_tarN` input/edit pairs; tiles cut from one figure (the manifest's
+    `source_path`, shared by every tile of that figure: its reals and the edits made from them); without a manifest,
+    grid tiles of one figure row (`<figure>_r<row>_c<column>`)."""
     stem = Path(path).stem
+    pair = _PAIR_RE.match(stem)
+    if pair:
+        return f"{source}/{pair['stem']}{pair['index']}"
+    if origin:
+        return f"{source}/{origin}"
     tile = _TILE_RE.match(stem)
     if tile:
         note_row = _NOTE_ROW_RE.search(note)
         row = int(note_row["row"] if note_row else tile["row"])
         return f"{source}/{tile['figure']}/row{row}"
-    pair = _PAIR_RE.match(stem)
-    if pair:
-        return f"{source}/{pair['stem']}{pair['index']}"
     return path
 
 
@@ -119,7 +123,7 @@ def _tree_entries(root: Path) -> list[_Entry]:
                     _Entry(
                         file=str(file), member=None, label=_label_index(row.get("label", label), relpath),
                         generator=generator, source=top.name, path=relpath,
-                        group=group_key(top.name, relpath, row.get("note", "")),
+                        group=group_key(top.name, relpath, row.get("note", ""), row.get("source_path", "")),
                     )
                 )
     return entries

