@@ -41,7 +41,7 @@ DEFAULT_CANDIDATES = [
 
 
 def parse_candidate(text: str, base: TrainConfig) -> TrainConfig:
-    """`blocks=6,8/tokens=cls/c=0.05/flip=0/views=neutral+raw/threshold=unseen_groups/holdout=sdxl+pggan_reimpl`
+    """`blocks=6,8/tokens=cls/c=0.05/flip=0/views=neutral+raw/holdout=sdxl+pggan_reimpl`
     -> the recipe with those settings (`holdout=none`: no generator held out of training)."""
     values = dict(item.split("=", 1) for item in text.split("/"))
     holdout = values.get("holdout")
@@ -49,7 +49,6 @@ def parse_candidate(text: str, base: TrainConfig) -> TrainConfig:
                "feature_tokens": values.get("tokens"), "probe_c": float(values["c"]) if "c" in values else None,
                "test_time_flip": values["flip"] == "1" if "flip" in values else None,
                "train_views": values["views"].split("+") if "views" in values else None,
-               "threshold_rule": values.get("threshold"),
                "holdout": None if holdout is None else [] if holdout == "none" else
                [f"generator={g}" for g in holdout.split("+")]}
     return replace(base, **{key: value for key, value in changes.items() if value is not None})

@@ -10,9 +10,6 @@ from typing import Any
 from training.augment import MODES, AugmentConfig
 
 
-THRESHOLD_RULES = ("validation", "unseen_groups", "unseen_generators", "seen_and_unseen_generators")
-
-
 @dataclass
 class TrainConfig:
     """Everything a training run depends on; written resolved beside the model as `train_config.json`."""
@@ -53,8 +50,7 @@ class TrainConfig:
     feature_blocks: list[int] = field(default_factory=list)  # frozen ViT backbone: these blocks' tokens feed a linear head
     feature_tokens: str = "cls+patch"  # with feature_blocks: each block's class token, and its mean patch token
     probe_c: float = 0.05  # with feature_blocks: inverse L2 strength of the logistic-regression head
-    train_views: list[str] = field(default_factory=lambda: ["neutral", "raw"])  # with feature_blocks: views per image
-    threshold_rule: str = "validation"  # with feature_blocks: validation | unseen_groups (training.frozen_head)
+    train_views: list[str] = field(default_factory=lambda: ["neutral"])  # with feature_blocks: views per image
     face_crop: bool = True  # score face crops (False: whole images)
     feature_cache: str = ".cache/features"  # with feature_blocks: cached block tokens (training.features)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -70,8 +66,6 @@ class TrainConfig:
         unknown_views = sorted(set(self.train_views) - {"raw", "neutral"})
         if unknown_views or not self.train_views:
             raise ValueError(f"train_views must name one or more of raw, neutral; got {self.train_views!r}.")
-        if self.threshold_rule not in THRESHOLD_RULES:
-            raise ValueError(f"threshold_rule must be one of {', '.join(THRESHOLD_RULES)}, got {self.threshold_rule!r}.")
         if self.probe_c <= 0:
             raise ValueError(f"probe_c is an inverse regularization strength and must be positive, got {self.probe_c!r}.")
         if (self.mixup_alpha or self.cutmix_alpha) and self.batch_size % 2:
@@ -160,9 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--probe-c", type=float, dest="probe_c", help="with --feature-blocks: inverse L2 strength")
     parser.add_argument("--train-views", nargs="+", choices=("raw", "neutral"), dest="train_views",
                         help="with --feature-blocks: the views of each training image (as stored, neutrally re-encoded)")
-    parser.add_argument("--threshold-rule", choices=THRESHOLD_RULES, dest="threshold_rule",
-                        help="with --feature-blocks: fit temperature and threshold on the head's validation scores, or "
-                             "on scores from heads that never saw each image's generator (fakes) or source (reals)")
     parser.add_argument("--no-face-crop", action="store_false", default=None, dest="face_crop",
                         help="score whole images instead of face crops")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
@@ -176,7 +167,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
                  "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
                  "keep_checkpoint", "test_time_flip", "npr", "fakes_from_reals", "frozen_blocks",
                  "full_resolution_stem", "kept_blocks", "linear_probe", "mixup_alpha", "cutmix_alpha",
-                 "sam_rho", "feature_blocks", "feature_tokens", "probe_c", "train_views", "threshold_rule", "face_crop"):
+                 "sam_rho", "feature_blocks", "feature_tokens", "probe_c", "train_views", "face_crop"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig.from_dict(values)

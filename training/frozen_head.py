@@ -129,12 +129,6 @@ class Examples:
         return Examples([t for t, keep in zip(self.tokens, mask) if keep], self.labels[mask], self.generators[mask],
                         self.sources[mask])
 
-    @property
-    def groups(self) -> np.ndarray:
-        """What a detector meets anew in the wild: a fake's generator, a real's source."""
-        return np.array([f"fake/{g}" if label else f"real/{s}"
-                         for label, g, s in zip(self.labels, self.generators, self.sources)])
-
     @classmethod
     def concatenate(cls, parts: Sequence["Examples"]) -> "Examples":
         return cls([t for part in parts for t in part.tokens], *(np.concatenate([getattr(p, k) for p in parts])
@@ -172,23 +166,6 @@ def fit_head(spec: FrozenBackbone, train: Examples, config: TrainConfig) -> tupl
     return fit_features(spec, features, train.labels, train.generators, config.probe_c)
 
 
-def unseen_group_scores(spec: FrozenBackbone, train: Examples, validation: Examples, config: TrainConfig,
-                        labels: Sequence[int] = (0, 1)) -> np.ndarray:
-    """P(fake) of each validation image from a head fitted without its group (its generator, or its source for a
-    real): how the head scores a generator or a photo collection it never saw. Images of other `labels` are scored by
-    the head fitted on everything."""
-    features = largest_region_features(spec, train, config.test_time_flip)
-    head, _ = fit_features(spec, features, train.labels, train.generators, config.probe_c)
-    scores = head.scores(validation.tokens, config.test_time_flip)
-    train_groups, validation_groups = train.groups, validation.groups
-    for group in sorted(set(validation_groups[np.isin(validation.labels, labels)])):
-        kept = train_groups != group
-        head, _ = fit_features(spec, features[kept], train.labels[kept], train.generators[kept], config.probe_c)
-        members = validation_groups == group
-        scores[members] = head.scores(validation.subset(members).tokens, config.test_time_flip)
-    return scores
-
-
 def calibrate(head: LinearHead, scores: np.ndarray, labels: np.ndarray) -> tuple[LinearHead, dict]:
     """Temperature and threshold fitted on validation scores; returns the head with the temperature folded in and
     the `deepfake` section's threshold, temperature and validation metrics."""
@@ -204,24 +181,9 @@ def calibrate(head: LinearHead, scores: np.ndarray, labels: np.ndarray) -> tuple
 
 def fit_and_calibrate(spec: FrozenBackbone, train: Examples, validation: Examples,
                       config: TrainConfig) -> tuple[LinearHead, dict, float]:
-    """The head on `train`, its temperature and threshold fitted on `validation` by the config's rule: `validation`
-    scores the validation images with the head itself; `unseen_groups` with heads that never saw their generator or
-    source (`unseen_group_scores`), `unseen_generators` the fakes only so; `seen_and_unseen_generators` counts each
-    validation fake twice, scored by the head and by a head that never saw its generator, so that the threshold
-    serves known and new generators alike."""
+    """The head on `train`, its temperature and threshold fitted on its own scores of `validation`."""
     head, accuracy = fit_head(spec, train, config)
-    labels = validation.labels
-    if config.threshold_rule == "unseen_groups":
-        scores = unseen_group_scores(spec, train, validation, config)
-    elif config.threshold_rule == "unseen_generators":
-        scores = unseen_group_scores(spec, train, validation, config, labels=(FAKE_INDEX,))
-    else:
-        scores = head.scores(validation.tokens, config.test_time_flip)
-    if config.threshold_rule == "seen_and_unseen_generators":  # each fake twice: from a known and an unknown generator
-        fakes = labels == FAKE_INDEX
-        unseen = unseen_group_scores(spec, train, validation.subset(fakes), config, labels=(FAKE_INDEX,))
-        scores, labels = np.concatenate([scores, unseen]), np.concatenate([labels, labels[fakes]])
-    head, fitted = calibrate(head, scores, labels)
+    head, fitted = calibrate(head, head.scores(validation.tokens, config.test_time_flip), validation.labels)
     return head, fitted, accuracy
 
 
