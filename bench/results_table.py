@@ -126,10 +126,7 @@ def shipped_models_section(reports: Path, bench_results: Path = Path("bench/resu
                   model_table(raw, neutral),
                   "Balanced accuracy under the challenge perturbations (after neutral re-encoding):",
                   breakdown(neutral, "per_perturbation"),
-                  "Accuracy per generator and per source (neutral re-encoding; each row holds one label, so accuracy "
-                  "is that label's recall):", breakdown(neutral, "per_generator", "accuracy"),
-                  breakdown(neutral, "per_source", "accuracy"),
-                  "Balanced accuracy on the processing-matched sources (real and fake files of one source alike in "
+                  "Per generator and per source: the model card. Balanced accuracy on the processing-matched sources (real and fake files of one source alike in "
                   "size and format, where the shortcut audit below sits at chance) and on the rest:",
                   breakdown(neutral, "per_processing")]
     if both:

@@ -60,8 +60,9 @@ from hub_utils import load_detector            # this project's inference path: 
 detector = load_detector("{name}")          # a local folder or "owner/name@revision" on the Hub
 print(detector.predict(["face.jpg"])[0].faces)
 ```
-Bare timm, on a face crop made as `config.json` says (`deepfake.face_crop`), with `backbone.safetensors` from this
-repo or the path `python -m hub_utils.fetch_backbone` prints:
+Bare timm, on a face crop made as `config.json` says (`deepfake.face_crop`: a square around the MTCNN face box, its
+side grown by `margin` times the box's side on each side, kept inside the image), with `backbone.safetensors` from
+this repo or the path `python -m hub_utils.fetch_backbone` prints:
 ```python
 import json, timm, torch
 from safetensors.torch import load_file

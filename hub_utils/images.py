@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -15,7 +16,8 @@ Image.init()  # registers every plugin, so the filter below keeps only what this
 PHOTO_FORMATS = tuple(f for f in ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF") if f in Image.OPEN)  # JPEG: +MPO
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".avif", ".gif", ".bmp", ".tif", ".tiff"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = 250_000_000  # more is refused as a decompression bomb (phone cameras reach 200 megapixels)
+WORKING_PIXELS = 40_000_000  # more is reduced while decoding (JPEG) or right after, never refused
 MIN_SIDE = 32
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
@@ -32,6 +34,9 @@ def _open_bytes(data: bytes, name: str) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
+            if image.format == "JPEG" and image.width * image.height > WORKING_PIXELS:
+                scale = (WORKING_PIXELS / (image.width * image.height)) ** 0.5
+                image.draft("RGB", (int(image.width * scale) + 1, int(image.height * scale) + 1))  # DCT scaling
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name}: image has too many pixels (limit {MAX_PIXELS:,}).") from None
@@ -54,7 +59,8 @@ def _read_path(path: Union[str, os.PathLike]) -> bytes:
 
 
 def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
-    """First frame, EXIF orientation applied, any mode (16-bit, CMYK, palette, alpha) to 8-bit RGB on white."""
+    """First frame, EXIF orientation applied, any mode (16-bit, CMYK, palette, alpha) to 8-bit RGB on white, reduced
+    by a whole factor to at most `WORKING_PIXELS`."""
     if image.width * image.height > MAX_PIXELS:
         raise ImageError(f"{name}: image has too many pixels (limit {MAX_PIXELS:,}).")
     if getattr(image, "n_frames", 1) > 1:
@@ -79,6 +85,8 @@ def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
         raise ImageError(f"{name}: colour mode {image.mode} cannot be converted to RGB.") from None
     if min(image.size) < MIN_SIDE:
         raise ImageError(f"{name}: image is {image.width}x{image.height}; at least {MIN_SIDE} px on the short side is needed.")
+    if image.width * image.height > WORKING_PIXELS:
+        image = image.reduce(math.ceil((image.width * image.height / WORKING_PIXELS) ** 0.5))
     return image
 
 

@@ -53,9 +53,9 @@ def astronaut_variant(index: int) -> bytes:
 
 
 def huge_png_header() -> bytes:
-    """A 1x1 PNG whose header claims 12000x12000 pixels: refused before any pixel is decoded."""
+    """A 1x1 PNG whose header claims 20000x20000 pixels: refused before any pixel is decoded."""
     data = bytearray(image_bytes(Image.new("RGB", (1, 1)), "PNG"))
-    data[16:24] = (12000).to_bytes(4, "big") * 2
+    data[16:24] = (20000).to_bytes(4, "big") * 2
     data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
     return bytes(data)
 

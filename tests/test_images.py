@@ -128,6 +128,18 @@ def test_decompression_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         load_image(encoded(Image.new("RGB", (400, 400)), "PNG"))
 
 
+def test_phone_sized_photos_are_decoded_reduced_not_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 64-megapixel JPEG is decoded at half size by DCT scaling; any other format over the working size is reduced
+    by a whole factor after decoding; the aspect ratio stays."""
+    photo = Image.new("RGB", (8000, 8000), (200, 150, 120))
+    photo.paste((20, 30, 40), (0, 0, 4000, 8000))
+    loaded = load_image(encoded(photo, "JPEG"))
+    assert loaded.size == (4000, 4000) and loaded.width * loaded.height <= images.WORKING_PIXELS
+    assert loaded.getpixel((1000, 2000))[0] < 60 and loaded.getpixel((3000, 2000))[0] > 180
+    monkeypatch.setattr(images, "WORKING_PIXELS", 100 * 100)
+    assert load_image(encoded(Image.new("RGB", (300, 150)), "PNG")).size == (100, 50)
+
+
 def test_huge_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(images, "MAX_FILE_BYTES", 1000)
     path = tmp_path / "big.bmp"
