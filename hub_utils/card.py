@@ -235,7 +235,7 @@ def build_model_card(folder: Path) -> ModelCard:
         data, template_str=TEMPLATE, name=name, description=description, usage=usage,
         threshold=round(deepfake.get("threshold", 0.5), 4),
         status="" if deepfake.get("trained", True) else "**UNTRAINED PLACEHOLDER: its scores mean nothing.**",
-        terms=DATA_TERMS, data_table=data_table, initialised=_initialisation(training_data, "backbone" in deepfake),
+        terms=DATA_TERMS, data_table=data_table, initialised=_initialisation(training_data, bool(deepfake.get("backbone"))),
         results=_results_markdown(reports, evaluation) + "\n\n" + _plots_markdown(folder))
 
 

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import httpx2
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import save_file
@@ -84,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except HfHubHTTPError as error:
         print(f"error: the Hub refused the upload: {error}. Log in with `hf auth login` (write token).", file=sys.stderr)
+        return 1
+    except (httpx2.TransportError, OSError) as error:  # no network, offline mode (OfflineModeIsEnabled), DNS
+        print(f"error: could not reach the Hub ({error}). Check the network and HF_ENDPOINT; unset HF_HUB_OFFLINE "
+              "to upload; the folder is unchanged.", file=sys.stderr)
         return 1
     return 0
 

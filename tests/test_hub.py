@@ -149,6 +149,14 @@ class RecordingApi:
         return "https://huggingface.co/someone/x/commit/abc"
 
 
+@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}],
+                         ids=["offline mode", "no server"])
+def test_push_without_the_hub_says_so_in_one_line(model_dir: Path, env: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "hub_utils.push", str(model_dir), "me/detector"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "HF_TOKEN": "hf_x", **env})
+    assert done.returncode == 1 and "could not reach the Hub" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_push_calls_create_repo_then_upload(model_dir: Path) -> None:
     api = RecordingApi()
     assert push_folder(model_dir, "someone/x", private=True, revision="v1", api=api).endswith("abc")
