@@ -9,8 +9,6 @@ from typing import Any
 
 from training.augment import MODES, AugmentConfig
 
-TRAIN_VIEWS = ("raw", "neutral", "perturbed")  # frozen-head training views (training.frozen_head.VIEWS)
-
 
 @dataclass
 class TrainConfig:
@@ -65,9 +63,9 @@ class TrainConfig:
             raise ValueError("mixup_alpha and cutmix_alpha are Beta parameters: 0 (off) or positive.")
         if self.sam_rho < 0:
             raise ValueError(f"sam_rho is a radius: 0 (off) or positive, got {self.sam_rho!r}.")
-        unknown_views = sorted(set(self.train_views) - set(TRAIN_VIEWS))
+        unknown_views = sorted(set(self.train_views) - {"raw", "neutral"})
         if unknown_views or not self.train_views:
-            raise ValueError(f"train_views must name one or more of {', '.join(TRAIN_VIEWS)}; got {self.train_views!r}.")
+            raise ValueError(f"train_views must name one or more of raw, neutral; got {self.train_views!r}.")
         if self.probe_c <= 0:
             raise ValueError(f"probe_c is an inverse regularization strength and must be positive, got {self.probe_c!r}.")
         if (self.mixup_alpha or self.cutmix_alpha) and self.batch_size % 2:
@@ -154,9 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--feature-tokens", choices=("cls", "cls+patch"), dest="feature_tokens",
                         help="with --feature-blocks: each block's class token, or beside it the mean patch token")
     parser.add_argument("--probe-c", type=float, dest="probe_c", help="with --feature-blocks: inverse L2 strength")
-    parser.add_argument("--train-views", nargs="+", choices=TRAIN_VIEWS, dest="train_views",
-                        help="with --feature-blocks: the views of each training image (as stored, neutrally re-encoded, "
-                             "or re-encoded then given one challenge perturbation chosen by its content)")
+    parser.add_argument("--train-views", nargs="+", choices=("raw", "neutral"), dest="train_views",
+                        help="with --feature-blocks: the views of each training image (as stored, neutrally re-encoded)")
     parser.add_argument("--no-face-crop", action="store_false", default=None, dest="face_crop",
                         help="score whole images instead of face crops")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")

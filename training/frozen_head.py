@@ -39,11 +39,9 @@ from training.data import DataError
 from training.dataset import balanced_weights, image_of
 from training.deepfake_metrics import compute_metrics
 from training.features import FeatureCache, frozen_detector, head_inputs
-from training.perturb import challenge_perturbation, neutral_reencode
+from training.perturb import neutral_reencode
 
-VIEWS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "raw": lambda image: image, "neutral": neutral_reencode,
-    "perturbed": lambda image: challenge_perturbation(neutral_reencode(image))}
+VIEWS: dict[str, Callable[[Image.Image], Image.Image]] = {"raw": lambda image: image, "neutral": neutral_reencode}
 CHUNK = 256  # images decoded at a time
 LOG_NAME = "training_log.jsonl"
 

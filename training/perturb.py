@@ -16,8 +16,6 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from hub_utils.images import content_hash
-
 Perturbation = Callable[[Image.Image], Image.Image]
 SEVERITIES = ("mild", "medium", "strong")
 NEUTRAL_SIZE = 256
@@ -109,16 +107,6 @@ def neutral_reencode(image: Image.Image) -> Image.Image:
     resized = image.resize(size, Image.Resampling.BICUBIC)
     left, top = (size[0] - NEUTRAL_SIZE) // 2, (size[1] - NEUTRAL_SIZE) // 2
     return jpeg(resized.crop((left, top, left + NEUTRAL_SIZE, top + NEUTRAL_SIZE)), NEUTRAL_QUALITY)
-
-
-CHALLENGE_LADDER = [(name, severity) for name, ladder in PERTURBATIONS.items() for severity in ladder]
-
-
-def challenge_perturbation(image: Image.Image) -> Image.Image:
-    """One of the challenge's perturbations at one severity (`CHALLENGE_LADDER`), chosen by the image's content, so
-    that an image always gets the same one (and cached features stay valid)."""
-    name, severity = CHALLENGE_LADDER[int(content_hash(image)[:8], 16) % len(CHALLENGE_LADDER)]
-    return PERTURBATIONS[name][severity](image)
 
 
 def iter_perturbations(selection: str = "all") -> Iterator[tuple[str, str, Perturbation]]:
