@@ -27,6 +27,7 @@ SPACE_DIR = Path(__file__).resolve().parent
 EXAMPLES_DIR = SPACE_DIR / "examples"
 ABOUT_FILE = SPACE_DIR / "about.md"
 IMAGE_STATE_SECONDS = 120  # how long the image bytes wait in session state for the pictures event
+HELD_PHOTO_SECONDS = 1800  # how long a session keeps its last photo, so that Detect runs again on it
 TITLE = "Deepfake face-image detector"
 
 
@@ -46,13 +47,18 @@ class Handlers:
         self.service = service
         self.config = config
 
-    def detect(self, upload: dict[str, Any] | None) -> tuple[dict[str, Any], bytes]:
-        """One image (a Gradio file payload) -> the JSON result; the bytes go on to the pictures event."""
+    def detect(self, upload: dict[str, Any] | None,
+               held: tuple[str, bytes] | None = None) -> tuple[dict[str, Any], bytes, tuple[str, bytes]]:
+        """One image (a Gradio file payload) -> the JSON result; the bytes go on to the pictures event, and are held
+        with the upload's path in session state (`held`), so that Detect on the same photo again works once the
+        uploaded file is deleted."""
         if not upload or not upload.get("path"):
             raise gr.Error("Add a photo first: upload one, take one with the webcam, or paste one.")
+        path = upload["path"]
         with readable_errors():
-            data = take_upload(upload["path"], self.config.max_upload_bytes)
-            return self.service.detect(data, upload.get("orig_name") or Path(upload["path"]).name), data
+            again = held is not None and held[0] == path and not Path(path).exists()
+            data = held[1] if again else take_upload(path, self.config.max_upload_bytes)
+            return self.service.detect(data, upload.get("orig_name") or Path(path).name), data, (path, data)
 
     def pictures(self, data: bytes | None, result: dict[str, Any]) -> list[Any]:
         """Verdict text, face boxes, each model's label and its Grad-CAM/spectrum pictures; clears the state."""
@@ -151,6 +157,7 @@ def build_demo(service: DetectorService, config: SpaceConfig) -> gr.Blocks:
         if service.notices():
             gr.Markdown(render.notices_markdown(service.notices()))
         image_bytes = gr.State(time_to_live=IMAGE_STATE_SECONDS)
+        held_photo = gr.State(time_to_live=HELD_PHOTO_SECONDS)
         with gr.Tab("Detect"):
             detect = _detect_tab(handlers)
         with gr.Tab("Batch"):
@@ -166,7 +173,8 @@ def build_demo(service: DetectorService, config: SpaceConfig) -> gr.Blocks:
             api_visibility="private", queue=False,
         )
         detect["button"].click(
-            handlers.detect, detect["image"], [detect["result"], image_bytes], api_name="detect", preprocess=False,
+            handlers.detect, [detect["image"], held_photo], [detect["result"], image_bytes, held_photo],
+            api_name="detect", preprocess=False,
         ).success(
             handlers.pictures, [image_bytes, detect["result"]],
             [detect["verdict"], detect["faces"], *detect["cards"], *detect["views"], image_bytes],

@@ -213,9 +213,20 @@ def test_handlers_turn_errors_into_sentences_and_delete_uploads(service, upload_
     assert handlers.clear_results() == ["", "", None, "", "", "", ""]
 
 
+def test_detect_again_on_the_same_photo_uses_the_held_copy_once_the_upload_is_gone(service, upload_dir):
+    handlers = Handlers(service, SpaceConfig(models=[]))
+    upload = {"path": str(put_upload(upload_dir, "a.jpg", ASTRONAUT.read_bytes())), "orig_name": "a.jpg"}
+    first, _, held = handlers.detect(upload)
+    assert not Path(upload["path"]).exists()  # the uploaded file left the temp folder once answered
+    again, data, held_again = handlers.detect(upload, held)
+    assert again == first and data == ASTRONAUT.read_bytes() and held_again == held
+    with pytest.raises(gr.Error, match="no longer on the server"):  # another photo's copy is never used
+        handlers.detect({"path": str(upload_dir / "other.jpg")}, held)
+
+
 def test_pictures_are_inline_and_never_written_to_disk(service, upload_dir):
     handlers = Handlers(service, SpaceConfig(models=[]))
-    result, data = handlers.detect({"path": str(put_upload(upload_dir, "a.jpg", ASTRONAUT.read_bytes()))})
+    result, data, _ = handlers.detect({"path": str(put_upload(upload_dir, "a.jpg", ASTRONAUT.read_bytes()))})
     verdict, faces, *rest = handlers.pictures(data, result)
     cards, views, cleared = rest[:2], rest[2:4], rest[4]
     assert "## " in verdict and "Untrained models" in verdict and cleared is None

@@ -63,6 +63,9 @@ def test_upload_detect_shows_each_models_own_verdict(app_url, tmp_path):
                 verdict = re.search(r"\b(real|fake)\b", text.split("\n", 1)[1]).group(1)
                 assert verdict == ("fake" if probability > threshold else "real") or probability == threshold
                 assert "untrained" in text
+            detect.click()  # the same photo again: its upload was deleted once answered, the session holds a copy
+            page.wait_for_timeout(4_000)
+            assert page.get_by_text("no longer on the server").count() == 0 and cards.count() == 2
             assert page.locator("h2").filter(has_text="Probably").or_(
                 page.locator("h2").filter(has_text="Inconclusive")).count() == 1
         finally:
