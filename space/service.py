@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import yaml
 from huggingface_hub import ModelCard
 
-from hub_utils.detector import Detector, ImageScore, is_inconclusive, load_detector, verdict_for
+from hub_utils.detector import INCONCLUSIVE_MARGIN, Detector, ImageScore, is_inconclusive, load_detector, verdict_for
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, EnsembleResult, ensemble_threshold
 from hub_utils.explain import GradCamExplainer, RegionExplanation
 from hub_utils.images import ImageError, ImageInput, load_image
@@ -44,7 +44,7 @@ class DetectorService:
     """The models of the Space, their ensemble, and what the UI and the API ask of them."""
 
     def __init__(self, ensemble: Ensemble | None, cards: dict[str, tuple[dict, str]], problems: list[str],
-                 inconclusive_margin: float = 0.1, headline: str = "") -> None:
+                 inconclusive_margin: float = INCONCLUSIVE_MARGIN, headline: str = "") -> None:
         self.ensemble = ensemble
         self.cards = cards
         self.problems = problems
@@ -55,7 +55,7 @@ class DetectorService:
         self.explainers = {d.name: GradCamExplainer(d) for d in self.detectors}
 
     @classmethod
-    def from_sources(cls, sources: Sequence[str], inconclusive_margin: float = 0.1,
+    def from_sources(cls, sources: Sequence[str], inconclusive_margin: float = INCONCLUSIVE_MARGIN,
                      headline: str = "") -> "DetectorService":
         """Load every model once; a model that fails to load is reported in `problems`, not raised."""
         detectors: list[Detector] = []

@@ -6,6 +6,8 @@ import torch
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import balanced_accuracy_score
 
+from training.deepfake_metrics import compute_metrics
+
 EPSILON = 1e-6
 
 
@@ -60,3 +62,16 @@ def fold_temperature(model: torch.nn.Module, temperature: float) -> None:
         head.weight.div_(temperature)
         if head.bias is not None:
             head.bias.div_(temperature)
+
+
+def fit_calibration(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """Temperature and threshold fitted on neutral validation scores (P(fake) before any temperature), with the
+    calibrated scores' metrics and ECE before and after: the `deepfake` section's threshold, temperature and
+    `metrics.validation_neutral`."""
+    temperature = fit_temperature(scores, labels)
+    calibrated = apply_temperature(scores, temperature)
+    threshold = best_threshold(calibrated, labels)
+    metrics = compute_metrics(labels, calibrated, threshold)
+    metrics["ece_before"] = expected_calibration_error(scores, labels)
+    metrics["ece_after"] = expected_calibration_error(calibrated, labels)
+    return {"threshold": threshold, "temperature": temperature, "metrics": {"validation_neutral": metrics}}

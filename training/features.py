@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,9 +29,6 @@ from hub_utils.feature_model import (FrozenBackbone, FrozenFeatureClassifier, bl
                                      select_features)
 from hub_utils.images import content_hash
 from hub_utils.model_folder import DeepfakeConfig, load_backbone
-
-View = Callable[[Image.Image], Image.Image]
-
 
 class FeatureCache:
     """Block tokens per image view for one detector (a `FrozenFeatureClassifier` with its face settings)."""

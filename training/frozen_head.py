@@ -1,7 +1,7 @@
 """Train a linear head on a frozen backbone's block tokens (`hub_utils.feature_model`): minutes on a CPU once the
 features are cached (`training.features`), seconds for every rerun.
 
-    python -m training.train --config training/configs/clip-vitb16-blocks6-12.json
+    python -m training.train --config training/configs/clip-vitb16-probe.json
 
 The head is a logistic regression on standardized features (scikit-learn), fitted on each training image's largest
 region in the views the config names (as stored, neutrally re-encoded); the standardization is folded into its
@@ -33,11 +33,10 @@ from hub_utils.detector import Detector
 from hub_utils.faces import FaceSettings
 from hub_utils.feature_model import FrozenBackbone, FrozenFeatureClassifier
 from hub_utils.model_folder import FAKE_INDEX, REAL_INDEX, DeepfakeConfig, save_model_folder
-from training.calibrate import apply_temperature, best_threshold, expected_calibration_error, fit_temperature
+from training.calibrate import fit_calibration
 from training.config import TrainConfig
 from training.data import DataError
 from training.dataset import balanced_weights, image_of
-from training.deepfake_metrics import compute_metrics
 from training.features import FeatureCache, frozen_detector, head_inputs
 from training.perturb import neutral_reencode
 
@@ -118,26 +117,24 @@ class LinearHead:
 
 @dataclass
 class Examples:
-    """Images as cached region tokens (`FeatureCache.tokens`), with their label, generator and source."""
+    """Images as cached region tokens (`FeatureCache.tokens`), with their label and generator."""
 
     tokens: list[np.ndarray]
     labels: np.ndarray
     generators: np.ndarray
-    sources: np.ndarray
 
     def subset(self, mask: np.ndarray) -> "Examples":
-        return Examples([t for t, keep in zip(self.tokens, mask) if keep], self.labels[mask], self.generators[mask],
-                        self.sources[mask])
+        return Examples([t for t, keep in zip(self.tokens, mask) if keep], self.labels[mask], self.generators[mask])
 
     @classmethod
     def concatenate(cls, parts: Sequence["Examples"]) -> "Examples":
         return cls([t for part in parts for t in part.tokens], *(np.concatenate([getattr(p, k) for p in parts])
-                                                                  for k in ("labels", "generators", "sources")))
+                                                                  for k in ("labels", "generators")))
 
 
 def examples(cache: FeatureCache, split: datasets.Dataset, views: Sequence[str]) -> Examples:
     """Every image of `split` in each of `views`, views one after the other."""
-    meta = [np.asarray(list(split[column])) for column in ("label", "generator", "source")]
+    meta = [np.asarray(list(split[column])) for column in ("label", "generator")]
     return Examples.concatenate([Examples(region_tokens(cache, split, view, view), *meta) for view in views])
 
 
@@ -166,25 +163,12 @@ def fit_head(spec: FrozenBackbone, train: Examples, config: TrainConfig) -> tupl
     return fit_features(spec, features, train.labels, train.generators, config.probe_c)
 
 
-def calibrate(head: LinearHead, scores: np.ndarray, labels: np.ndarray) -> tuple[LinearHead, dict]:
-    """Temperature and threshold fitted on validation scores; returns the head with the temperature folded in and
-    the `deepfake` section's threshold, temperature and validation metrics."""
-    temperature = fit_temperature(scores, labels)
-    calibrated = apply_temperature(scores, temperature)
-    threshold = best_threshold(calibrated, labels)
-    metrics = compute_metrics(labels, calibrated, threshold)
-    metrics["ece_before"] = expected_calibration_error(scores, labels)
-    metrics["ece_after"] = expected_calibration_error(calibrated, labels)
-    return head.scaled(temperature), {"threshold": threshold, "temperature": temperature,
-                                      "metrics": {"validation_neutral": metrics}}
-
-
 def fit_and_calibrate(spec: FrozenBackbone, train: Examples, validation: Examples,
                       config: TrainConfig) -> tuple[LinearHead, dict, float]:
     """The head on `train`, its temperature and threshold fitted on its own scores of `validation`."""
     head, accuracy = fit_head(spec, train, config)
-    head, fitted = calibrate(head, head.scores(validation.tokens, config.test_time_flip), validation.labels)
-    return head, fitted, accuracy
+    fitted = fit_calibration(head.scores(validation.tokens, config.test_time_flip), validation.labels)
+    return head.scaled(fitted["temperature"]), fitted, accuracy
 
 
 def train_frozen_head(config: TrainConfig, splits: datasets.DatasetDict, data_summary: dict) -> Path:

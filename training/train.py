@@ -37,7 +37,7 @@ from hub_utils.model_folder import (SEEN_IMAGES_NAME, DeepfakeConfig, ModelFolde
 from hub_utils.preprocess import model_input
 from training.augment import build_train_transform
 from training.backbone import PretrainedError, create_backbone, freeze_early, unfreeze_early
-from training.calibrate import apply_temperature, best_threshold, expected_calibration_error, fit_temperature, fold_temperature
+from training.calibrate import fit_calibration, fold_temperature
 from training.config import TrainConfig, build_parser, resolve_config
 from training.data import LABEL_NAMES, DataError, drop_unusable, load_sources, split_dataset
 from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_worker
@@ -219,16 +219,9 @@ def train_loader(config: TrainConfig, split: datasets.Dataset, data_config: dict
 
 def calibrate(model: torch.nn.Module, validator: Validator, config: TrainConfig) -> DeepfakeConfig:
     """Fit temperature and threshold on neutrally re-encoded validation images; fold the temperature in."""
-    scores = validator.score(model, config, neutral=True)
-    temperature = fit_temperature(scores, validator.labels)
-    calibrated = apply_temperature(scores, temperature)
-    threshold = best_threshold(calibrated, validator.labels)
-    fold_temperature(model, temperature)
-    metrics = compute_metrics(validator.labels, calibrated, threshold)
-    metrics["ece_before"] = expected_calibration_error(scores, validator.labels)
-    metrics["ece_after"] = expected_calibration_error(calibrated, validator.labels)
-    return deepfake_config(config, threshold=threshold, temperature=temperature,
-                           metrics={"validation_neutral": metrics})
+    fitted = fit_calibration(validator.score(model, config, neutral=True), validator.labels)
+    fold_temperature(model, fitted["temperature"])
+    return deepfake_config(config, **fitted)
 
 
 def run(config: TrainConfig, resume: bool = False) -> Path:
