@@ -14,7 +14,7 @@ import gradio as gr
 
 from space.config import SpaceConfig, load_space_config
 from space.service import DetectorService
-from space.ui import build_demo
+from space.ui import CSS, build_demo
 
 
 def create_app(config: SpaceConfig | None = None) -> tuple[gr.Blocks, SpaceConfig]:
@@ -25,8 +25,9 @@ def create_app(config: SpaceConfig | None = None) -> tuple[gr.Blocks, SpaceConfi
 
 
 def launch(demo: gr.Blocks, config: SpaceConfig, **kwargs: Any) -> Any:
-    """Start the server without the Node SSR process; Gradio refuses uploads above the configured size."""
-    return demo.launch(ssr_mode=False, max_file_size=config.max_upload_bytes, **kwargs)
+    """Start the server without the Node SSR process, with the app's CSS; Gradio refuses uploads above the
+    configured size."""
+    return demo.launch(ssr_mode=False, max_file_size=config.max_upload_bytes, css=CSS, **kwargs)
 
 
 if __name__ == "__main__":

@@ -77,11 +77,14 @@ class RunningApp:
         self.log.close()
 
 
-def start_app(models: list[str], temp_dir: Path, wait: bool = True) -> RunningApp:
-    """`python app.py` serving `models` on a free localhost port with its own upload folder (with `wait`: answering)."""
+def start_app(models: list[str], temp_dir: Path, wait: bool = True, settings: Path | None = None) -> RunningApp:
+    """`python app.py` serving `models` on a free localhost port with its own upload folder (with `wait`: answering),
+    with the `space.config` settings file `settings` if given."""
     port = free_port()
     env = {**os.environ, **OFFLINE_ENV, "DEEPFAKE_MODELS": ",".join(models), "GRADIO_SERVER_NAME": "127.0.0.1",
            "GRADIO_SERVER_PORT": str(port), "GRADIO_TEMP_DIR": str(temp_dir)}
+    if settings is not None:
+        env["DEEPFAKE_SETTINGS"] = str(settings)
     log = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                text=True)

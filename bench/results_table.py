@@ -5,7 +5,9 @@
 README.md's block comes from reports/test_raw.json and reports/test_neutral.json (written by `training.evaluate` with
 several --model) and reports/shortcut_audit.json (bench.shortcut_audit); docs/experiments.md's from
 reports/leave_one_out.json (bench.leave_one_out), reports/feature_probe.json (bench.feature_probe) and
-reports/operating_points.json (bench.operating_points). Each file's text outside its markers is left as it is.
+reports/operating_points.json (bench.operating_points); docs/benchmarks.md's from bench/results/ (bench.inference,
+bench.load). Each file's text outside its markers is left as it is. Each shipped model folder gets its recipe's leave-one-out results (`leave_one_out.json`) and a card rebuilt to show
+them.
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+
+from hub_utils.card import write_model_card
+from hub_utils.model_folder import LEAVE_ONE_OUT_NAME
 
 ANCHORS = (("seed project: MobileNetV3 160 px, 7 augmentations", 0.81),
            ("challenge winner (ICIAP 2022)", 0.94),
@@ -67,26 +72,38 @@ def by_name(report: dict | None) -> dict | None:
     return {report.get("model", "model"): report}
 
 
+def left_out_result(row: dict) -> dict[str, Any]:
+    """A leave-one-out row as a model folder records it: what was left out, its AUC, balanced accuracy, and the
+    recall of the left-out class at the run's validation threshold."""
+    fakes = bool(row["unseen_n_fake"]) and not _real_source(row)
+    return {"left_out": row["left_out"], "kind": "generators" if fakes else "real source",
+            "roc_auc": row["unseen_roc_auc"], "balanced_accuracy": row["unseen_balanced_accuracy"],
+            "recall": row["unseen_fake_recall"] if fakes else row["real_recall"]}
+
+
+def recipe_rows(rows: list[dict], variant: str) -> list[dict[str, Any]]:
+    """Every left-out group's result for one recipe (seed 0), in the report's order."""
+    return [left_out_result(r) for r in rows if r.get("variant") == variant and not r.get("seed")]
+
+
 def leave_one_out_summary(rows: list[dict], recipes: dict[str, str]) -> str:
     """Per left-out group, each recipe's unseen AUC, balanced accuracy and the recall of the left-out class, at
     its own validation threshold (seed 0)."""
+    results = {variant: {r["left_out"]: r for r in recipe_rows(rows, variant)} for variant in recipes}
     groups = list(dict.fromkeys(r["left_out"] for r in rows if r.get("variant") in recipes and not r.get("seed")))
     lines = ["| left out | " + " | ".join(f"{label}: AUC / bal. acc. / recall" for label in recipes.values()) + " |",
              "|---" * (len(recipes) + 1) + "|"]
     for group in groups:
-        cells = []
-        for variant in recipes:
-            row = next((r for r in rows if r["left_out"] == group and r.get("variant") == variant
-                        and not r.get("seed")), None)
-            if row is None:
-                cells.append("")
-                continue
-            fakes = row["unseen_n_fake"] and not _real_source(row)
-            recall = row["unseen_fake_recall"] if fakes else row["real_recall"]
-            cells.append(f"{row['unseen_roc_auc']:.3f} / {row['unseen_balanced_accuracy']:.3f} / "
-                         f"{recall:.3f} {'fake' if fakes else 'real'}")
+        cells = [_result_cell(results[variant].get(group)) for variant in recipes]
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _result_cell(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return ""
+    kind = "real" if result["kind"] == "real source" else "fake"
+    return f"{result['roc_auc']:.3f} / {result['balanced_accuracy']:.3f} / {result['recall']:.3f} {kind}"
 
 
 def _real_source(row: dict) -> bool:
@@ -94,9 +111,25 @@ def _real_source(row: dict) -> bool:
     return not row["left_out"].startswith("generator=") and row["left_out"] not in FAMILY_NAMES
 
 
+def write_model_folder_results(rows: list[dict], models_dir: Path) -> list[Path]:
+    """Each shipped model's recipe results as `leave_one_out.json` in its folder, and its card rebuilt to show them."""
+    written = []
+    for name, variant in MODEL_RECIPES.items():
+        folder = models_dir / name
+        if not folder.is_dir():
+            continue
+        record = {"recipe": LEAVE_ONE_OUT_RECIPES[variant], "measured_by": "python -m bench.leave_one_out",
+                  "threshold": "each run's validation threshold", "results": recipe_rows(rows, variant)}
+        (folder / LEAVE_ONE_OUT_NAME).write_text(json.dumps(record, indent=1) + "\n")
+        written.append(write_model_card(folder))
+    return written
+
+
 FAMILY_NAMES = ("stylegan", "attribute_gans", "diffusion")
 LEAVE_ONE_OUT_RECIPES = {"clip-vitb16-probe": "CLIP probe (default)",
                          "effnet-lite2-resize224-procaug epochs=5": "EfficientNet-Lite2 recipe (data before 2026-12-04)"}
+MODEL_RECIPES = {"clip-vitb16-probe": "clip-vitb16-probe",  # shipped model folder -> the leave-one-out recipe it follows
+                 "effnet-lite2-resize224-soup": "effnet-lite2-resize224-procaug epochs=5"}
 
 
 def speed_table(entries: list[dict]) -> str:
@@ -145,8 +178,8 @@ def shipped_models_section(reports: Path, bench_results: Path = Path("bench/resu
         parts += [f"**Speed** (`python -m bench.inference`, {speed[0]['date']}, {speed[0]['images']} 256 px face "
                   "files, CPU):", speed_table(speed)]
     if serving.is_file():
-        parts += ["The Space under load (`python -m bench.load --out bench/results/load.txt`):",
-                  "```\n" + serving.read_text().strip() + "\n```"]
+        parts += ["The Space under load (8 concurrent clients) and its single-request overhead: "
+                  "[docs/benchmarks.md](docs/benchmarks.md)."]
     if audit:
         parts += [f"Shortcut audit (`python -m bench.shortcut_audit`): a classifier on width, height, format and bytes "
                   f"per pixel alone scores balanced accuracy {audit['raw']['balanced_accuracy']:.3f} (AUC "
@@ -156,6 +189,23 @@ def shipped_models_section(reports: Path, bench_results: Path = Path("bench/resu
                   f"{audit['matched_neutral']['balanced_accuracy']:.3f} (AUC {audit['matched_neutral']['roc_auc']:.3f},"
                   f" n={audit['matched_neutral']['n_test']})."]
     return "\n\n".join(parts) or "No test-split evaluation in reports/ yet."
+
+
+def benchmarks_section(bench_results: Path = Path("bench/results")) -> str:
+    """docs/benchmarks.md's block: inference speed per model and device, and the Space under load."""
+    parts = []
+    for device in ("cpu", "gpu"):
+        speed = load(bench_results / f"inference_{device}.json")
+        if speed:
+            parts += [f"**Inference, {device.upper()}** (`python -m bench.inference --device "
+                      f"{'cuda' if device == 'gpu' else 'cpu'}`, {speed[0]['date']}, {speed[0]['images']} 256 px "
+                      "face files):", speed_table(speed)]
+    serving = bench_results / "load.txt"
+    if serving.is_file():
+        parts += ["**The Space under load** (`python -m bench.load --out bench/results/load.txt`): concurrent "
+                  "clients on /detect, then one request at a time through each API path against "
+                  "`Ensemble.predict` on the same picture:", "```\n" + serving.read_text().strip() + "\n```"]
+    return "\n\n".join(parts) or "No benchmark outputs in bench/results/ yet."
 
 
 def experiments_section(reports: Path) -> str:
@@ -227,9 +277,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write", action="store_true", help="replace the generated block of each file")
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
     parser.add_argument("--experiments", type=Path, default=Path("docs/experiments.md"))
+    parser.add_argument("--benchmarks", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--models", type=Path, default=Path("models"),
+                        help="with --write: each shipped model's leave-one-out.json and card are rewritten here")
     args = parser.parse_args(argv)
     blocks = [(args.readme, "results", shipped_models_section(args.reports)),
-              (args.experiments, "experiments", experiments_section(args.reports))]
+              (args.experiments, "experiments", experiments_section(args.reports)),
+              (args.benchmarks, "benchmarks", benchmarks_section())]
     updated = {}
     for path, name, text in blocks:
         print(f"{path}:\n\n{text}\n")
@@ -240,6 +294,10 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"{path}: {error}; nothing written") from None
     for path, content in updated.items():  # only once every file has its markers
         path.write_text(content)
+    loo = load(args.reports / "leave_one_out.json")
+    if args.write and loo:
+        for card in write_model_folder_results(loo, args.models):
+            print(f"wrote {card.parent / LEAVE_ONE_OUT_NAME} and {card}")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,9 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .model_folder import CARD_NAME, CONFIG_NAME
+from .model_folder import CARD_NAME, CONFIG_NAME, EVALUATION_NAME, LEAVE_ONE_OUT_NAME
 
-EVALUATION_NAME = "evaluation.json"
-DATA_TERMS = ("Trained on ../shared/data/faces: FFHQ (CC BY-NC-SA 4.0), CelebA (non-commercial research), LFW and "
+DATA_TERMS = ("Trained on the project's face collection: FFHQ (CC BY-NC-SA 4.0), CelebA (non-commercial research), LFW and "
               "StyleGAN outputs (NVIDIA non-commercial licences), and tiles from public repositories. The weights "
               "are the project's own work and, like their data, are for research and non-commercial use only.")
 FLIP_NOTE = (" for one view; `load_detector` averages the logits of each face and its mirror image, as the threshold "
@@ -39,15 +38,38 @@ TIMM_DESCRIPTION = (
 LOAD_USAGE = """from hub_utils import load_detector            # this project's inference path: faces, crop, flip, calibration
 detector = load_detector("{name}")          # a local folder or "owner/name@revision" on the Hub
 print(detector.predict(["face.jpg"])[0].faces)"""
+CROP_TEXT = ("the regions the detector scores: `face_crops` cuts a square around each MTCNN face box, its side grown by "
+             "`deepfake.face_crop.margin` times the box's side on each side and kept inside the image (the whole image "
+             "when no face is found)")
+CROP_USAGE = """from hub_utils import face_crops
+crops = face_crops("{name}", "face.jpg")     # PIL images, one per face"""
 TIMM_USAGE = """```python
 """ + LOAD_USAGE + """
+```
+Bare timm or transformers, on """ + CROP_TEXT + """, resized by the model's own transform:
+```python
+""" + CROP_USAGE + """
 
-import timm                                     # bare model on an already cropped face
-model = timm.create_model("local-dir:{name}", pretrained=True)   # or "hf-hub:owner/name"
+import timm, torch
+model = timm.create_model("local-dir:{name}", pretrained=True).eval()   # or "hf-hub:owner/name"
+transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))
+x = torch.stack([transform(crop) for crop in crops])
+with torch.no_grad():
+    p_fake = ({timm_views}).softmax(-1)[:, 1]{flip_note}
 
-from transformers import pipeline
-pipeline("image-classification", model="{name}")
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+processor = AutoImageProcessor.from_pretrained("{name}")
+model = AutoModelForImageClassification.from_pretrained("{name}").eval()
+x = processor(crops, return_tensors="pt")["pixel_values"]
+with torch.no_grad():
+    p_fake = ({transformers_views}).softmax(-1)[:, 1]
 ```"""
+WINDOWS_USAGE = """```python
+""" + LOAD_USAGE + """
+```
+Bare timm or transformers apply their resize transform, which this model ({mode} preprocessing: windows at native
+resolution) was not trained with: score it with `load_detector`, or build its input from the crops the detector scores
+(`hub_utils.face_crops`) with `hub_utils.preprocess.build_preprocess(config, "{mode}")`."""
 FROZEN_DESCRIPTION = (
     "A real-vs-GAN face-image detector: a linear head on the frozen `{architecture}` backbone ({licence}). The head "
     "reads, after blocks {block_list}, {token_text}, concatenated; it was fitted as a logistic regression on "
@@ -59,10 +81,11 @@ FROZEN_DESCRIPTION = (
 FROZEN_USAGE = """```python
 """ + LOAD_USAGE + """
 ```
-Bare timm, on a face crop made as `config.json` says (`deepfake.face_crop`: a square around the MTCNN face box, its
-side grown by `margin` times the box's side on each side, kept inside the image), with `backbone.safetensors` from
-this repo or the path `python -m hub_utils.fetch_backbone` prints:
+Bare timm, on """ + CROP_TEXT + """, with `backbone.safetensors` from this repo or the path
+`python -m hub_utils.fetch_backbone` prints:
 ```python
+""" + CROP_USAGE + """
+
 import json, timm, torch
 from safetensors.torch import load_file
 config = json.load(open("{name}/config.json"))
@@ -71,13 +94,17 @@ backbone = timm.create_model(config["architecture"], pretrained=False, num_class
 backbone.load_state_dict({{k: v for k, v in load_file("backbone.safetensors").items() if not k.startswith("head.")}})
 head = load_file("{name}/model.safetensors")
 transform = timm.data.create_transform(**timm.data.resolve_data_config(model=backbone))
-x = transform(face_crop).unsqueeze(0)
 blocks = config["deepfake"]["backbone"]["blocks"]
-with torch.no_grad():
+
+def logits(x):
     tokens = backbone.forward_intermediates(x, indices=[b - 1 for b in blocks], return_prefix_tokens=True,
                                             norm=False, output_fmt="NLC", intermediates_only=True)
     features = torch.cat([{block_features} for patches, prefix in tokens], 1)
-    p_fake = (features @ head["head.weight"].T + head["head.bias"]).softmax(-1)[:, 1]   # one view{flip_note}
+    return features @ head["head.weight"].T + head["head.bias"]
+
+x = torch.stack([transform(crop) for crop in crops])
+with torch.no_grad():
+    p_fake = ({frozen_views}).softmax(-1)[:, 1]{flip_note}
 ```"""
 
 TEMPLATE = """---
@@ -147,6 +174,21 @@ def _results_markdown(reports: dict[str, dict[str, Any]], evaluation: dict[str, 
     return "\n\n".join(parts)
 
 
+def leave_one_out_markdown(folder: Path) -> str:
+    """The folder's `leave_one_out.json` as a table (empty when the folder has none)."""
+    path = folder / LEAVE_ONE_OUT_NAME
+    if not path.is_file():
+        return ""
+    record = json.loads(path.read_text())
+    lines = [f"### Left-out generators and sources ({record['recipe']}, `{record['measured_by']}`)", "",
+             "The recipe trained again without each group, scored on it after neutral re-encoding at "
+             f"{record['threshold']}; recall is that of the left-out class.", "",
+             "| left out | kind | ROC-AUC | balanced accuracy | recall |", "|---|---|---|---|---|"]
+    lines += [f"| {r['left_out']} | {r['kind']} | {r['roc_auc']:.3f} | {r['balanced_accuracy']:.3f} | {r['recall']:.3f} |"
+              for r in record["results"]]
+    return "\n".join(lines)
+
+
 def _plots_markdown(folder: Path) -> str:
     """Image links for the plots that the folder holds."""
     names = ("training_curves.png", "confusion_matrix.png", "roc.png", "reliability.png", "per_generator.png",
@@ -183,6 +225,8 @@ def _description_and_usage(name: str, config: dict[str, Any]) -> tuple[str, str]
     size = config["pretrained_cfg"]["input_size"][-1]
     face_crop = deepfake.get("face_crop", {})
     backbone = deepfake.get("backbone")
+    flip = bool(deepfake.get("test_time_flip"))
+    flip_note = "   # with the mirror image's logits, as load_detector scores" if flip else ""
     if backbone:
         tokens = "the class token and the mean patch token" if backbone["tokens"] == "cls+patch" else "the class token"
         description = FROZEN_DESCRIPTION.format(
@@ -195,9 +239,8 @@ def _description_and_usage(name: str, config: dict[str, Any]) -> tuple[str, str]
             if deepfake.get("test_time_flip") else "")
         block_features = "torch.cat([prefix[:, 0], patches.mean(1)], 1)" if backbone["tokens"] == "cls+patch" \
             else "prefix[:, 0]"
-        usage = FROZEN_USAGE.format(name=name, block_features=block_features,
-                                    flip_note="; load_detector also averages it with the mirror image's logits"
-                                    if deepfake.get("test_time_flip") else "")
+        usage = FROZEN_USAGE.format(name=name, block_features=block_features, flip_note=flip_note,
+                                    frozen_views="(logits(x) + logits(x.flip(-1))) / 2" if flip else "logits(x)")
         return description, usage
     description = TIMM_DESCRIPTION.format(
         architecture=config["architecture"], size=size, preprocessing=deepfake.get("preprocessing", "resize"),
@@ -205,7 +248,12 @@ def _description_and_usage(name: str, config: dict[str, Any]) -> tuple[str, str]
         flip=FLIP_NOTE if deepfake.get("test_time_flip") else "", npr=NPR_NOTE if deepfake.get("npr") else "",
         stem=STEM_NOTE if deepfake.get("full_resolution_stem") else "",
         blocks=BLOCKS_NOTE.format(blocks=deepfake["kept_blocks"]) if deepfake.get("kept_blocks") else "")
-    return description, TIMM_USAGE.format(name=name)
+    mode = deepfake.get("preprocessing", "resize")
+    if mode != "resize":
+        return description, WINDOWS_USAGE.format(name=name, mode=mode)
+    return description, TIMM_USAGE.format(
+        name=name, flip_note=flip_note, timm_views="(model(x) + model(x.flip(-1))) / 2" if flip else "model(x)",
+        transformers_views="(model(x).logits + model(x.flip(-1)).logits) / 2" if flip else "model(x).logits")
 
 
 def build_model_card(folder: Path) -> ModelCard:
@@ -235,7 +283,8 @@ def build_model_card(folder: Path) -> ModelCard:
         threshold=round(deepfake.get("threshold", 0.5), 4),
         status="" if deepfake.get("trained", True) else "**UNTRAINED PLACEHOLDER: its scores mean nothing.**",
         terms=DATA_TERMS, data_table=data_table, initialised=_initialisation(training_data, bool(deepfake.get("backbone"))),
-        results=_results_markdown(reports, evaluation) + "\n\n" + _plots_markdown(folder))
+        results="\n\n".join(part for part in (_results_markdown(reports, evaluation), leave_one_out_markdown(folder),
+                                                _plots_markdown(folder)) if part))
 
 
 def write_model_card(folder: Path) -> Path:

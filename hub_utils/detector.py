@@ -16,7 +16,7 @@ from scipy.special import expit
 from .faces import Face, FaceFinder, FaceSettings, face_regions
 from .hub import resolve_model_source, split_revision
 from .images import ImageError, ImageInput, load_image
-from .model_folder import FAKE_INDEX, REAL_INDEX, DeepfakeConfig, load_model
+from .model_folder import FAKE_INDEX, REAL_INDEX, DeepfakeConfig, load_model, read_config
 from .preprocess import build_preprocess, model_input
 
 _default_face_finder: FaceFinder | None = None
@@ -172,3 +172,14 @@ def load_detector(source: str | Path, face_finder: FaceFinder | None = None) -> 
     model, config, deepfake = load_model(folder)
     name = split_revision(str(source))[0] if revision != "local" else Path(folder).resolve().name
     return Detector(model, config, deepfake, name, revision, face_finder, Path(folder))
+
+
+def face_crops(source: str | Path, image: ImageInput, face_finder: FaceFinder | None = None) -> list[Image.Image]:
+    """The regions that a model folder's detector scores in an image: a square crop per face with the folder's
+    margin, or the whole image when no face is found. For users of the bare model in timm or transformers, whose
+    own transform then resizes each crop as `pretrained_cfg` says."""
+    folder, _ = resolve_model_source(source)
+    _, deepfake = read_config(Path(folder))
+    rgb = load_image(image)
+    faces = (face_finder or default_face_finder()).find(rgb) if deepfake.face_crop.enabled else []
+    return [region for region, _, _ in face_regions(rgb, faces, deepfake.face_crop)]

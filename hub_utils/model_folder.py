@@ -22,6 +22,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 SEEN_IMAGES_NAME = "seen_images.json"  # paths of the images a model trained or was calibrated on
+EVALUATION_NAME = "evaluation.json"  # the test-split report of `training.evaluate`
+LEAVE_ONE_OUT_NAME = "leave_one_out.json"  # its recipe's left-out generators and sources (`bench.results_table`)
 PICKLE_NAMES = ("pytorch_model.bin", "model.pth", "model.pt", "open_clip_pytorch_model.bin")
 PREPROCESSING_MODES = ("resize", "crop", "tile")
 

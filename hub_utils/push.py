@@ -20,11 +20,11 @@ from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import save_file
 
 from .backbone_weights import FOLDER_FILE, resolve_backbone_weights
-from .model_folder import (CARD_NAME, CONFIG_NAME, SEEN_IMAGES_NAME, WEIGHTS_NAME, ModelFolderError, load_model,
-                           read_config)
+from .model_folder import (CARD_NAME, CONFIG_NAME, EVALUATION_NAME, LEAVE_ONE_OUT_NAME, SEEN_IMAGES_NAME, WEIGHTS_NAME,
+                           ModelFolderError, load_model, read_config)
 
 PLOT_SUFFIX = ".png"
-EXTRA_FILES = ("evaluation.json", "train_config.json", "training_log.jsonl", SEEN_IMAGES_NAME)
+EXTRA_FILES = (EVALUATION_NAME, LEAVE_ONE_OUT_NAME, "train_config.json", "training_log.jsonl", SEEN_IMAGES_NAME)
 
 
 def files_to_push(folder: Path) -> list[Path]:

@@ -1,7 +1,8 @@
 """The Space's settings: which models it offers and its limits.
 
-Defaults live in `SpaceConfig`; `space/models.json` may set any of them (relative folders in it are taken from the
-repository root); the environment variable `DEEPFAKE_MODELS="a,b"` overrides the models. With neither, the
+Defaults live in `SpaceConfig`; `space/models.json` (or the JSON file that `DEEPFAKE_SETTINGS` names) may set any of
+them (relative folders in it are taken from the repository root); the environment variable `DEEPFAKE_MODELS="a,b"`
+overrides the models. With neither, the
 models are the embedded defaults that `models/defaults.json` names (`hub_utils.ensemble.default_sources`), led by
 the one it names as headline; with `DEEPFAKE_MODELS`, the first model named leads unless the settings file names a
 `headline`.
@@ -21,6 +22,7 @@ from hub_utils.images import MAX_FILE_BYTES
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = Path(__file__).resolve().parent / "models.json"
 MODELS_ENV = "DEEPFAKE_MODELS"
+SETTINGS_ENV = "DEEPFAKE_SETTINGS"
 
 
 class SpaceConfigError(ValueError):
@@ -40,6 +42,7 @@ class SpaceConfig:
     concurrency: int = 2
     inconclusive_margin: float = INCONCLUSIVE_MARGIN
     explained_regions: int = 4  # faces per model that get Grad-CAM and spectrum pictures
+    temp_file_seconds: int = 600  # uploads never sent to Detect, and CSV downloads, are deleted after this long
 
 
 def _resolve_source(source: str) -> str:
@@ -67,8 +70,14 @@ def read_config_file(path: Path) -> dict:
     return values
 
 
-def load_space_config(path: Path = CONFIG_FILE, environ: Mapping[str, str] = os.environ) -> SpaceConfig:
-    """Defaults, then the settings file if it exists, then `DEEPFAKE_MODELS`."""
+def load_space_config(path: Path | None = None, environ: Mapping[str, str] = os.environ) -> SpaceConfig:
+    """Defaults, then the settings file (`path`, `DEEPFAKE_SETTINGS` or space/models.json) if it exists, then
+    `DEEPFAKE_MODELS`."""
+    if path is None and environ.get(SETTINGS_ENV):
+        path = Path(environ[SETTINGS_ENV])
+        if not path.is_file():
+            raise SpaceConfigError(f"{SETTINGS_ENV}={path}: no such settings file.")
+    path = path or CONFIG_FILE
     values = read_config_file(path) if path.is_file() else {}
     if environ.get(MODELS_ENV, "").strip():
         values["models"] = [m.strip() for m in environ[MODELS_ENV].split(",") if m.strip()]

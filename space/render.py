@@ -8,7 +8,8 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
+import re
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
@@ -106,47 +107,76 @@ def notices_markdown(notices: list[str]) -> str:
     return "\n".join(f"- ⚠️ {notice}" for notice in notices)
 
 
-def _table(header: tuple[str, str], rows: list[tuple[Any, Any]]) -> str:
-    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| {key} | {value} |" for key, value in rows]
+CARD_PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)/]+\.png)\)")
+
+
+def comparison_markdown(models: list[dict[str, Any]]) -> str:
+    """The Models tab's table: one row per model with its backbone, input, size, speed on this server, test figures
+    and its recipe's worst left-out group."""
+    lines = ["| model | backbone | input | size | ms per face here | test: balanced acc. / AUC / real recall | "
+             "worst left-out group: balanced acc. |", "|---|---|---|---|---|---|---|"]
+    for model in models:
+        lines.append(f"| **{model['name']}** | {_backbone(model)} | {_input(model)} | {_size(model)} | "
+                     f"{model['ms_per_face']:.0f} | {_test(model)} | {_worst_left_out(model)} |")
     return "\n".join(lines)
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    rows = []
-    for key, value in values.items():
-        if isinstance(value, dict):
-            rows += _flatten(value, f"{prefix}{key} / ")
-        else:
-            rows.append((f"{prefix}{key}", f"{value:.4f}" if isinstance(value, float) else value))
-    return rows
+def _backbone(model: dict[str, Any]) -> str:
+    return f"`{model['architecture']}`, " + ("frozen, linear head" if model["frozen_backbone"] else "fine-tuned")
 
 
-def _eval_results(model_index: list[dict[str, Any]]) -> list[tuple[str, Any]]:
-    """(dataset / metric, value) from a card's model-index."""
-    rows = []
-    for entry in model_index:
-        for result in entry.get("results", []):
-            dataset = result.get("dataset", {}).get("name", "?")
-            rows += [(f"{dataset} / {m.get('name') or m.get('type')}", m.get("value"))
-                     for m in result.get("metrics", [])]
-    return rows
+def _input(model: dict[str, Any]) -> str:
+    crop = model["face_crop"]
+    region = f"face, margin {crop['margin']:g}" if crop["enabled"] else "whole image"
+    return f"{region}, {model['input_size']} px" + (", and its mirror image" if model["test_time_flip"] else "")
 
 
-def model_markdown(model: dict[str, Any]) -> str:
-    """A model's facts (threshold, training data, terms, headline metrics) followed by its card's Markdown body."""
-    state = "trained" if model["trained"] else "**untrained: its scores are meaningless**"
-    facts = [("revision", model["revision"]), ("architecture", model["architecture"]), ("state", state),
-             ("decision threshold", model["threshold"]), ("preprocessing", model["preprocessing"]),
-             ("model input", "NPR residual" if model["npr"] else "pixels"),
-             ("mirror-image averaging", "on" if model["test_time_flip"] else "off"),
-             ("face crop", json.dumps(model["face_crop"])),
-             ("training data", json.dumps(model["training_data"]) if model["training_data"] else "not stated"),
-             ("terms (license)", model["license"] or "not stated")]
-    parts = [f"## {model['name']}", _table(("", ""), facts)]
-    metrics = _flatten(model["metrics"]) or _eval_results(model["model_index"])
-    parts.append("### Headline metrics\n\n" + (_table(("metric", "value"), metrics) if metrics
-                                                 else "No metrics recorded yet."))
+def _size(model: dict[str, Any]) -> str:
+    weights = f"{model['weights_bytes'] / 2**20:.2f} MB"
+    return (f"{model['parameters'] / 1e6:.1f} M parameters; " +
+            (f"the head {weights}, the backbone shared" if model["frozen_backbone"] else weights))
+
+
+def _test(model: dict[str, Any]) -> str:
+    test = model["test"]
+    if not test:
+        return "not measured"
+    return (f"{test['balanced_accuracy']:.3f} / {test['roc_auc']:.3f} / {test['real_recall']:.3f} "
+            f"({test['n']} {test['split']} images, {test['setting']})")
+
+
+def _worst_left_out(model: dict[str, Any]) -> str:
+    record = model["leave_one_out"]
+    if not record or not record["results"]:
+        return "not measured"
+    worst = min(record["results"], key=lambda result: result["balanced_accuracy"])
+    return f"{worst['left_out']} ({worst['kind']}): {worst['balanced_accuracy']:.3f}"
+
+
+def inline_pictures(markdown: str, pictures: dict[str, Path]) -> str:
+    """A card's `![name](file.png)` links as inline pictures from the model folder; links to missing files go."""
+    def replace(match: re.Match) -> str:
+        path = pictures.get(match.group(2))
+        if path is None:
+            return ""
+        return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode('ascii')})"
+
+    return CARD_PICTURE.sub(replace, markdown)
+
+
+def model_markdown(model: dict[str, Any], pictures: dict[str, Path] | None = None) -> str:
+    """A model's facts in words (threshold, input, training data, terms) followed by its card, pictures inline."""
+    data = model["training_data"]
+    images = ", ".join(f"{count:,} {split}" for split, count in data["images"].items())
+    facts = [("State", "trained" if model["trained"] else "**untrained: its scores are meaningless**"),
+             ("Revision", model["revision"]), ("Decision threshold", f"P(fake) ≥ {model['threshold']:.3f}"),
+             ("Backbone", _backbone(model)), ("Input", _input(model)),
+             ("Preprocessing", model["preprocessing"]), ("Model input", "NPR residual" if model["npr"] else "pixels"),
+             ("Training data", ", ".join(data["sources"]) + (f" ({images} images)" if images else "")
+              if data["sources"] else "not stated"),
+             ("Held out of training", ", ".join(data["held_out"]) or "nothing"),
+             ("Terms (licence)", model["license"] or "not stated")]
+    parts = [f"## {model['name']}", "\n".join(f"- **{key}**: {value}" for key, value in facts)]
     if model["card"].strip():
-        parts.append("### Model card\n\n" + model["card"])
+        parts.append("### Model card\n\n" + inline_pictures(model["card"], pictures or {}))
     return "\n\n".join(parts)

@@ -6,26 +6,49 @@ No model logic lives here: faces, scores and verdicts come from hub_utils. Error
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+import statistics
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import yaml
 from huggingface_hub import ModelCard
+from PIL import Image
 
 from hub_utils.detector import INCONCLUSIVE_MARGIN, Detector, ImageScore, is_inconclusive, load_detector, verdict_for
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, EnsembleResult, ensemble_threshold
 from hub_utils.explain import GradCamExplainer, RegionExplanation
 from hub_utils.images import ImageError, ImageInput, load_image
-from hub_utils.model_folder import CARD_NAME, ModelFolderError
+from hub_utils.model_folder import CARD_NAME, EVALUATION_NAME, LEAVE_ONE_OUT_NAME, WEIGHTS_NAME, ModelFolderError
+from hub_utils.preprocess import input_size
 
 from .uploads import NamedImage
 
 BATCH_CHUNK = 8  # images scored between two progress reports
+SPEED_RUNS = 3  # timed runs per model at start, after one warm-up; the median is shown
 
 
 class NoModelError(RuntimeError):
     """The Space has no usable model."""
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of a model folder, or None where it is missing."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def milliseconds_per_face(detector: Detector) -> float:
+    """This machine's median time for the model on one face-sized image (decoding, preprocessing, the model and its
+    mirror view; no face search), after a warm-up run."""
+    image = Image.new("RGB", (256, 256), (128, 128, 128))
+    detector.predict([image], face_crop=False)
+    times = []
+    for _ in range(SPEED_RUNS):
+        start = time.perf_counter()
+        detector.predict([image], face_crop=False)
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times) * 1000, 1)
 
 
 def read_card(folder: Path) -> tuple[dict[str, Any], str]:
@@ -53,6 +76,7 @@ class DetectorService:
         ensemble_ok = headline == ENSEMBLE_NAME and len(names) > 1
         self.headline = headline if headline in names or ensemble_ok else (names[0] if names else "")
         self.explainers = {d.name: GradCamExplainer(d) for d in self.detectors}
+        self.speed_ms = {d.name: milliseconds_per_face(d) for d in self.detectors}
 
     @classmethod
     def from_sources(cls, sources: Sequence[str], inconclusive_margin: float = INCONCLUSIVE_MARGIN,
@@ -181,20 +205,47 @@ class DetectorService:
 
     def _model_metadata(self, detector: Detector) -> dict[str, Any]:
         card_data, card_body = self.cards.get(detector.name, ({}, ""))
-        deepfake = detector.deepfake
+        deepfake, folder = detector.deepfake, detector.folder
+        evaluation = read_json(folder / EVALUATION_NAME)
+        left_out = read_json(folder / LEAVE_ONE_OUT_NAME)
         return {
             "name": detector.name, "revision": detector.revision, "architecture": detector.config["architecture"],
+            "frozen_backbone": deepfake.backbone is not None, "input_size": input_size(detector.config),
+            "parameters": sum(p.numel() for p in detector.model.parameters()),
+            "weights_bytes": (folder / WEIGHTS_NAME).stat().st_size, "ms_per_face": self.speed_ms[detector.name],
             "trained": deepfake.trained, "threshold": deepfake.threshold, "preprocessing": deepfake.preprocessing,
-            "test_time_flip": deepfake.test_time_flip, "npr": deepfake.npr, "face_crop": asdict(deepfake.face_crop),
-            "training_data": deepfake.training_data,
-            "metrics": deepfake.metrics, "license": card_data.get("license"),
+            "test_time_flip": deepfake.test_time_flip, "npr": deepfake.npr,
+            "face_crop": {"enabled": deepfake.face_crop.enabled, "margin": deepfake.face_crop.margin},
+            "training_data": _training_data_summary(deepfake.training_data),
+            "test": _test_summary(evaluation) if evaluation else None,
+            "leave_one_out": left_out, "license": card_data.get("license"),
             "model_index": card_data.get("model-index", []), "card": card_body,
         }
+
+    def plot_files(self, name: str) -> dict[str, Path]:
+        """The pictures a model's card links to (`![...](roc.png)`), by file name, from its folder."""
+        folder = next(d.folder for d in self.detectors if d.name == name)
+        return {path.name: path for path in sorted(folder.glob("*.png"))}
 
     def explain(self, image: ImageInput, max_regions: int) -> dict[str, list[RegionExplanation]]:
         """Grad-CAM and spectrum pictures of the largest faces, for every model."""
         rgb = load_image(image)
         return {name: explainer.explain(rgb, max_regions) for name, explainer in self.explainers.items()}
+
+
+def _training_data_summary(training_data: dict[str, Any]) -> dict[str, Any]:
+    """What a model was trained on, as people read it: source names, images per split, held-out generators."""
+    splits = training_data.get("splits", {})
+    return {"sources": training_data.get("sources", []),
+            "images": {split: sum(counts.values()) for split, counts in splits.items()},
+            "held_out": training_data.get("held_out", []), "excluded": training_data.get("excluded", [])}
+
+
+def _test_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The test report's headline: images, threshold, balanced accuracy, ROC-AUC and real recall."""
+    return {"setting": evaluation.get("setting"), "split": evaluation.get("split"), "n": evaluation["n"],
+            "balanced_accuracy": evaluation["balanced_accuracy"], "roc_auc": evaluation["roc_auc"],
+            "real_recall": evaluation["per_class"]["real"]["recall"]}
 
 
 def _model_json(score: ImageScore, detector: Detector, margin: float) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import Any, Iterator
 
 import gradio as gr
 import pandas as pd
+from pydantic import model_validator
+from gradio.data_classes import FileData, ImageData, ListFiles
 from gradio.processing_utils import save_bytes_to_cache
 from gradio.utils import get_upload_folder
 
@@ -29,6 +31,52 @@ ABOUT_FILE = SPACE_DIR / "about.md"
 IMAGE_STATE_SECONDS = 120  # how long the image bytes wait in session state for the pictures event
 HELD_PHOTO_SECONDS = 1800  # how long a session keeps its last photo, so that Detect runs again on it
 TITLE = "Deepfake face-image detector"
+SEND_FILES = ("From the API, send files, not text: gradio_client's `handle_file(path)`, or over HTTP "
+              '{"path": <the path that /gradio_api/upload returned>, "meta": {"_type": "gradio.FileData"}}.')
+# tables keep whole words: on a narrow screen they scroll sideways instead of breaking names into letters
+CSS = """
+.model-comparison table { display: block; overflow-x: auto; }
+.model-comparison th, .model-comparison td { min-width: 8em; }
+.model-comparison th, .model-comparison td, .batch-scores th, .batch-scores th * {
+  word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
+.batch-scores th, .batch-scores th * { white-space: nowrap !important; }
+"""
+
+
+def _files_only(value: Any) -> bool:
+    return isinstance(value, (dict, FileData, ImageData))
+
+
+class PhotoData(ImageData):
+    """An API payload that is not a file arrives as no photo, which the handler answers with how to send one,
+    instead of failing Gradio's validation with a generic error."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_photo_unless_a_file(cls, value: Any) -> Any:
+        return value if _files_only(value) else {}
+
+
+class PhotoFiles(ListFiles):
+    """The same for the batch input: anything but a list of files arrives as no files."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_files_unless_files(cls, value: Any) -> Any:
+        return value if isinstance(value, list) and all(map(_files_only, value)) else []
+
+
+class PhotoInput(gr.Image):
+    is_template = True  # drawn by the page as gr.Image
+    data_model = PhotoData
+
+
+class PhotoFilesInput(gr.File):
+    is_template = True  # drawn by the page as gr.File
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(file_count="multiple", **kwargs)
+        self.data_model = PhotoFiles
 
 
 @contextmanager
@@ -53,7 +101,8 @@ class Handlers:
         with the upload's path in session state (`held`), so that Detect on the same photo again works once the
         uploaded file is deleted."""
         if not upload or not upload.get("path"):
-            raise gr.Error("Add a photo first: upload one, take one with the webcam, or paste one.")
+            raise gr.Error(f"Add a photo first: upload one, take one with the webcam, or paste one. {SEND_FILES}",
+                           print_exception=False)
         path = upload["path"]
         with readable_errors():
             again = held is not None and held[0] == path and not Path(path).exists()
@@ -80,8 +129,11 @@ class Handlers:
     def detect_batch(self, uploads: list[dict[str, Any]] | None,
                      progress: gr.Progress = gr.Progress()) -> tuple[pd.DataFrame, str]:
         """Many images or zips (Gradio file payloads) -> one row per face, and the same table as a CSV file."""
+        paths = [upload["path"] for upload in uploads or [] if upload.get("path")]
+        if not paths:
+            raise gr.Error(f"No files were uploaded; choose some images or a zip of images. {SEND_FILES}",
+                           print_exception=False)
         with readable_errors():
-            paths = [upload["path"] for upload in uploads or [] if upload.get("path")]
             images = take_batch(paths, self.config.max_batch_files, self.config.max_upload_bytes,
                                 self.config.max_batch_bytes)
             progress((0, len(images)), desc="Scoring", unit="images")
@@ -101,7 +153,7 @@ def _detect_tab(handlers: Handlers) -> dict[str, Any]:
     detectors = handlers.service.detectors
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(label="Face photo", type="filepath", sources=["upload", "webcam", "clipboard"],
+            image = PhotoInput(label="Face photo", type="filepath", sources=["upload", "webcam", "clipboard"],
                              height=360)
             button = gr.Button("Detect", variant="primary")
             examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
@@ -125,9 +177,10 @@ def _batch_tab(config: SpaceConfig) -> dict[str, Any]:
     gr.Markdown(f"Up to {config.max_batch_files} images, as files or zip archives "
                 f"(each upload up to {config.max_upload_bytes // 2**20} MB). One row per face. Uploads are deleted "
                 "from the server once read.")
-    files = gr.File(label="Images or zips", file_count="multiple", file_types=["image", ".zip"], type="filepath")
+    files = PhotoFilesInput(label="Images or zips", file_types=["image", ".zip"], type="filepath")
     button = gr.Button("Score all", variant="primary")
-    table = gr.Dataframe(label="Scores (probability that the face is fake)", interactive=False, wrap=True)
+    table = gr.Dataframe(label="Scores (probability that the face is fake)", interactive=False,
+                         elem_classes=["batch-scores"])
     csv = gr.File(label="CSV download", interactive=False)
     return {"files": files, "button": button, "table": table, "csv": csv}
 
@@ -136,22 +189,28 @@ def _models_tab(service: DetectorService) -> None:
     metadata = service.models()
     if not metadata["models"]:
         gr.Markdown("No model is installed.")
+        return
     if metadata["headline"] == "ensemble":
         gr.Markdown(f"The headline verdict is the models' mean P(fake), face by face, called fake at or above "
                     f"**{metadata['ensemble']['threshold']:.3f}**.")
     elif len(metadata["models"]) > 1:
         gr.Markdown(f"The headline verdict is **{metadata['headline']}**'s; every model's own verdict, at its own "
                     "threshold, is shown beside it.")
-    for index, model in enumerate(metadata["models"]):
-        with gr.Accordion(model["name"], open=index == 0):
-            gr.Markdown(render.model_markdown(model))
+    gr.Markdown(render.comparison_markdown(metadata["models"]), elem_classes=["model-comparison"])
+    gr.Markdown("Test figures are from each model's own test report; the left-out group is the worst of its recipe's "
+                "leave-one-out runs (a generator family or real source kept out of training). Each card below gives "
+                "the details.")
+    for model in metadata["models"]:
+        with gr.Accordion(model["name"], open=False):
+            gr.Markdown(render.model_markdown(model, service.plot_files(model["name"])))
 
 
 def build_demo(service: DetectorService, config: SpaceConfig) -> gr.Blocks:
     """The whole app: layout, events with named API endpoints, and the queue."""
     handlers = Handlers(service, config)
     gr.set_static_paths([EXAMPLES_DIR])
-    with gr.Blocks(title=TITLE, delete_cache=(600, 600)) as demo:
+    age = config.temp_file_seconds
+    with gr.Blocks(title=TITLE, delete_cache=(age, age)) as demo:
         gr.Markdown(f"# {TITLE}\nChecks whether a photo of a face was made by a generator. "
                     "See **About** for what it can and cannot tell.")
         if service.notices():

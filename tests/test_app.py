@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import time
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -255,11 +257,37 @@ def test_models_metadata_and_card(service):
     metadata = service.models()
     assert [m["name"] for m in metadata["models"]] == ["tiny-resize", "tiny-tile"]
     page = render.model_markdown(metadata["models"][0])
-    assert "decision threshold | 0.5" in page and "cc-by-nc-sa-4.0" in page and "| stylegan | 0.91 |" in page
-    assert "license:" not in page and "untrained" in page and "mirror-image averaging | off" in page
-    assert "model input | pixels" in page
+    assert "**Decision threshold**: P(fake) ≥ 0.500" in page and "cc-by-nc-sa-4.0" in page
+    assert "| stylegan | 0.91 |" in page and "license:" not in page and "untrained" in page
+    assert "**Input**: face, margin 0.25, 64 px" in page and "mirror" not in page and "{" not in page
     switched = render.model_markdown({**metadata["models"][0], "test_time_flip": True, "npr": True})
-    assert "mirror-image averaging | on" in switched and "model input | NPR residual" in switched
+    assert "64 px, and its mirror image" in switched and "**Model input**: NPR residual" in switched
+
+
+def test_models_tab_compares_the_models_and_shows_their_plots(model_folders, tmp_path):
+    """One comparison row per model from its folder's files (size, test report, leave-one-out record, speed measured
+    here); card pictures inline from the folder, links to missing pictures dropped."""
+    folder = tmp_path / "measured"
+    shutil.copytree(model_folders[0], folder)
+    (folder / "evaluation.json").write_text(json.dumps({"setting": "neutral", "split": "test", "n": 40,
+                                                        "balanced_accuracy": 0.9, "roc_auc": 0.95,
+                                                        "per_class": {"real": {"recall": 0.85}}}))
+    (folder / "leave_one_out.json").write_text(json.dumps({"recipe": "tiny", "measured_by": "test",
+                                                           "threshold": "0.5", "results": [
+        {"left_out": "stylegan", "kind": "generators", "roc_auc": 0.8, "balanced_accuracy": 0.7, "recall": 0.5},
+        {"left_out": "diffusion", "kind": "generators", "roc_auc": 0.6, "balanced_accuracy": 0.55, "recall": 0.2}]}))
+    Image.new("RGB", (40, 30), (200, 0, 0)).save(folder / "roc.png")
+    card = (folder / "README.md").read_text() + "\n![roc](roc.png)\n![gone](missing.png)\n"
+    (folder / "README.md").write_text(card)
+    service = DetectorService.from_sources([str(folder), str(model_folders[1])])
+    models = service.models()["models"]
+    assert all(m["ms_per_face"] > 0 for m in models)
+    table = render.comparison_markdown(models).splitlines()
+    assert len(table) == 4 and "0.900 / 0.950 / 0.850 (40 test images, neutral)" in table[2]
+    assert "diffusion (generators): 0.550" in table[2] and table[3].count("not measured") == 2
+    assert f"{(folder / 'model.safetensors').stat().st_size / 2**20:.2f} MB" in table[2]
+    page = render.model_markdown(models[0], service.plot_files(models[0]["name"]))
+    assert "![roc](data:image/png;base64," in page and "missing.png" not in page and "gone" not in page
 
 
 # the real server --------------------------------------------------------------------------------------------------
@@ -310,6 +338,10 @@ def test_bad_call_then_good_call(client, tmp_path):
         path.write_bytes(data)
         with pytest.raises(AppError, match=message):
             client.predict(handle_file(str(path)), api_name="/detect")
+    with pytest.raises(AppError, match="send files, not text"):
+        client.predict(str(ASTRONAUT), api_name="/detect")  # a path string, not handle_file(path)
+    with pytest.raises(AppError, match="send files, not text"):
+        client.predict("face.jpg", api_name="/detect_batch")
     assert client.predict(handle_file(str(ASTRONAUT)), api_name="/detect")["verdict"] in {"real", "fake"}
 
 
@@ -327,6 +359,31 @@ def test_no_image_file_remains_after_detect_calls(server, tmp_path):
     left = [p for p in Path(temp_dir).rglob("*") if p.is_file() and p.suffix.lower() in {".png", ".jpg", ".jpeg",
                                                                                           ".webp"}]
     assert left == []
+
+
+@pytest.mark.slow
+def test_uploads_never_sent_and_csv_downloads_leave_after_the_set_time(model_folders, tmp_path):
+    """An upload that never reaches Detect and the batch tab's CSV are deleted by the server after
+    `temp_file_seconds` (a settings file that DEEPFAKE_SETTINGS names sets it to 2 s here)."""
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"temp_file_seconds": 2}))
+    temp_dir = tmp_path / "uploads"
+    app = start_app([str(model_folders[0])], temp_dir, settings=settings)
+    try:
+        with httpx.Client(timeout=60) as http:
+            response = http.post(app.url + "gradio_api/upload",
+                                 files={"files": ("never_sent.jpg", ASTRONAUT.read_bytes(), "image/jpeg")})
+        never_sent = Path(response.json()[0])
+        client = Client(app.url, verbose=False, download_files=str(tmp_path / "downloads"))
+        table, downloaded = client.predict([handle_file(str(ASTRONAUT))], api_name="/detect_batch")
+        csv_files = list(temp_dir.rglob("*.csv"))
+        assert never_sent.is_file() and csv_files and Path(downloaded).read_text().startswith("file,face")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(p.exists() for p in [never_sent, *csv_files]):
+            time.sleep(0.5)
+        assert [p for p in [never_sent, *csv_files] if p.exists()] == []
+    finally:
+        app.stop()
 
 
 def test_batch_and_models_over_http(client, tmp_path):

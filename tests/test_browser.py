@@ -1,5 +1,6 @@
-"""The Space in a real browser: headless Chromium (Debian's package) driven by Playwright uploads the example face,
-clicks Detect, and the models' labels, verdict and pictures appear; a screenshot is saved to tmp_path."""
+"""The Space in a real browser, at a desktop and a phone width: headless Chromium (Debian's package) driven by
+Playwright uploads the example face, clicks Detect (twice), and each model's card, verdict and pictures appear; every
+tab's pictures load and no table breaks a word; screenshots are saved to tmp_path."""
 from __future__ import annotations
 
 import re
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from PIL import Image
 
 from bench.load import start_app
 from hub_utils.model_folder import DeepfakeConfig, save_model_folder
@@ -35,18 +38,40 @@ def app_url(tmp_path_factory):
         with torch.no_grad():
             model.get_classifier().weight.normal_(generator=torch.Generator().manual_seed(seed))
         folders.append(str(save_model_folder(model, root / f"tiny-browser-{seed}", DeepfakeConfig(trained=False))))
+    Image.new("RGB", (120, 90), (30, 90, 200)).save(Path(folders[0]) / "roc.png")  # a plot its card shows
+    (Path(folders[0]) / "README.md").write_text("# tiny-browser-0\n\n![roc](roc.png)\n")
     app = start_app(folders, root / "uploads")
     yield app.url, root / "uploads"
     app.stop()
 
 
-def test_upload_detect_shows_each_models_own_verdict(app_url, tmp_path):
+# the words of every table cell that a line break cuts (a hyphen may end a line; letters never split)
+BROKEN_WORDS_JS = """selector => {
+  const broken = [];
+  for (const cell of document.querySelectorAll(selector)) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const match of node.data.matchAll(/[^\\s-]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        if (new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1) broken.push(match[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+BROKEN_IMAGES_JS = "() => [...document.images].filter(i => i.complete && i.naturalWidth === 0).map(i => i.src)"
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_each_tab_as_a_person_sees_it(app_url, tmp_path, width):
     sync_api = pytest.importorskip("playwright.sync_api")
     url, uploads = app_url
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page = browser.new_page(viewport={"width": width, "height": 1400})
             page.goto(url, wait_until="load")
             detect = page.get_by_role("button", name="Detect", exact=True)
             detect.wait_for(timeout=60_000)
@@ -63,11 +88,27 @@ def test_upload_detect_shows_each_models_own_verdict(app_url, tmp_path):
                 verdict = re.search(r"\b(real|fake)\b", text.split("\n", 1)[1]).group(1)
                 assert verdict == ("fake" if probability > threshold else "real") or probability == threshold
                 assert "untrained" in text
+            assert page.evaluate(BROKEN_IMAGES_JS) == []
             detect.click()  # the same photo again: its upload was deleted once answered, the session holds a copy
             page.wait_for_timeout(4_000)
             assert page.get_by_text("no longer on the server").count() == 0 and cards.count() == 2
             assert page.locator("h2").filter(has_text="Probably").or_(
                 page.locator("h2").filter(has_text="Inconclusive")).count() == 1
+
+            page.get_by_role("tab", name="Models").click()
+            comparison = page.locator(".model-comparison table")
+            comparison.wait_for(timeout=30_000)
+            assert comparison.locator("tbody tr").count() == 2
+            for accordion in page.get_by_role("button").filter(has_text="tiny-browser").all():
+                accordion.click()
+            page.locator("img[alt='roc']").wait_for(timeout=30_000)
+            page.wait_for_timeout(1_000)
+            page.screenshot(path=str(tmp_path / "models.png"), full_page=True)
+            assert page.evaluate(BROKEN_IMAGES_JS) == []
+            assert page.evaluate(BROKEN_WORDS_JS, ".model-comparison th, .model-comparison td") == []
+            page.get_by_role("tab", name="About").click()
+            page.wait_for_timeout(1_000)
+            assert page.evaluate(BROKEN_IMAGES_JS) == []
         finally:
             browser.close()
     assert (tmp_path / "detect.png").stat().st_size > 50_000

@@ -206,7 +206,7 @@ def test_folder_holds_the_head_alone_and_scores_as_cached_features_do(tiny_weigh
 @pytest.mark.parametrize("tokens", ["cls+patch", "cls"])
 def test_card_snippet_rebuilds_the_model_in_bare_timm(tiny_weights: Path, tmp_path: Path, astronaut: Image.Image,
                                                       monkeypatch: pytest.MonkeyPatch, tokens: str) -> None:
-    """The card's bare-timm code, run as written beside the folder, gives the folder's own one-view P(fake)."""
+    """The card's bare-timm code, run as written beside the folder, gives the folder's own P(fake) for each face."""
     from hub_utils.card import write_model_card
     from hub_utils.model_folder import save_model_folder
 
@@ -216,10 +216,11 @@ def test_card_snippet_rebuilds_the_model_in_bare_timm(tiny_weights: Path, tmp_pa
     snippet = card.split("Bare timm")[1].split("```python\n")[1].split("```")[0]
     (tmp_path / "backbone.safetensors").write_bytes(tiny_weights.read_bytes())
     monkeypatch.chdir(tmp_path)
-    face_crop = astronaut.crop((150, 20, 350, 220))
-    namespace = {"face_crop": face_crop}
+    astronaut.save(tmp_path / "face.jpg")
+    namespace: dict = {}
     exec(snippet, namespace)
-    np.testing.assert_allclose(namespace["p_fake"].numpy(), detector.score_regions([face_crop]), atol=1e-5)
+    expected = [face.fake_probability for face in detector.predict(["face.jpg"])[0].faces]
+    np.testing.assert_allclose(namespace["p_fake"].numpy(), expected, atol=1e-5)
 
 
 def test_folder_without_its_backbone_or_with_other_weights_is_refused(tiny_weights: Path, tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def test_shipped_model_is_trained_carded_and_scores_a_photo(folder: Path, astron
     assert (folder / "model.safetensors").stat().st_size < MAX_WEIGHT_BYTES
     deepfake = json.loads((folder / "config.json").read_text())["deepfake"]
     assert deepfake["trained"] and deepfake["metrics"]["validation_neutral"]["balanced_accuracy"] > 0.85
+    assert all("/" not in source for source in deepfake["training_data"]["sources"])  # names, not machine paths
     card = (folder / "README.md").read_text()
     assert "license: cc-by-nc-sa-4.0" in card and "non-commercial" in card and "name: test_neutral" in card
     try:
@@ -49,3 +50,42 @@ def test_shipped_model_is_trained_carded_and_scores_a_photo(folder: Path, astron
         pytest.skip(f"{folder.name}: {error}")  # a frozen backbone that is not cached here
     result = detector.predict([astronaut])[0]
     assert result.face_found and result.fake_probability < detector.threshold  # a real photograph
+
+
+def python_block_after(card: str, marker: str) -> str:
+    """The first ```python block of a card after `marker`."""
+    return card.split(marker, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def real_and_fake_photos(faces_dir: Path, each: int = 2) -> list[Path]:
+    """The first `each` real and fake JPEGs of the shared face data, in a fixed order."""
+    return [path for label in ("real", "fake") for path in sorted(faces_dir.glob(f"*/{label}/**/*.jpg"))[:each]]
+
+
+@pytest.mark.parametrize("name", ["clip-vitb16-probe", "effnet-lite2-resize224-soup"])
+def test_card_code_for_bare_timm_and_transformers_matches_load_detector(name: str, faces_dir: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card's code for bare timm (and transformers, for a fine-tuned timm model), run as written on real and
+    fake photos, gives the P(fake) of each face that `load_detector` gives, within 0.01."""
+    folder = DEFAULT_MODELS_DIR / name
+    try:
+        detector = load_detector(folder)
+    except ModelFolderError as error:
+        pytest.skip(f"{name}: {error}")  # a frozen backbone that is not cached here
+    (tmp_path / name).symlink_to(folder)
+    if detector.deepfake.backbone is not None:
+        from hub_utils.backbone_weights import cache_dir
+
+        (tmp_path / "backbone.safetensors").symlink_to(cache_dir() / f"{detector.deepfake.backbone.weights_sha256}"
+                                                                     ".safetensors")  # where load_detector found it
+    code = python_block_after((folder / "README.md").read_text(), "Bare timm")
+    parts = code.split("\nfrom transformers") if "from transformers" in code else [code]
+    parts[1:] = ["from transformers" + part for part in parts[1:]]
+    monkeypatch.chdir(tmp_path)
+    for photo in real_and_fake_photos(faces_dir):
+        (tmp_path / "face.jpg").write_bytes(photo.read_bytes())
+        expected = [face.fake_probability for face in detector.predict(["face.jpg"])[0].faces]
+        namespace: dict = {}
+        for part in parts:  # the crops and timm, then transformers on the same crops
+            exec(part, namespace)
+            assert namespace["p_fake"].tolist() == pytest.approx(expected, abs=0.01), (photo.name, part[-80:])

@@ -120,6 +120,7 @@ def test_trained_folder_scores_the_same_everywhere(generated: Path, tmp_path: Pa
     validation = deepfake["metrics"]["validation_neutral"]
     assert {"ece_before", "ece_after", "balanced_accuracy", "roc_auc"} <= set(validation)
     assert deepfake["training_data"]["splits"]["train"]
+    assert deepfake["training_data"]["sources"] == [generated.name]  # its name, not this machine's path
     image = Image.open(next((generated / "fake" / "upsampler").iterdir())).convert("RGB")
     detector = load_detector(output)
     ours = detector.predict([image])[0]

@@ -26,6 +26,7 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from hub_utils.hub import is_hub_id
 from hub_utils.images import IMAGE_SUFFIXES, PHOTO_FORMATS
 
 LABEL_NAMES = ("real", "fake")
@@ -49,9 +50,6 @@ _TILE_RE = re.compile(r"^(?P<figure>.+)_r(?P<row>\d+)_c\d+$")
 _NOTE_ROW_RE = re.compile(r"SLICE of grid \(row (?P<row>\d+)")
 _PAIR_RE = re.compile(r"^(?P<stem>.*)_(?:ori|tar)(?P<index>\d+)$")
 _CHALLENGE_ZIP_RE = re.compile(r"^(?P<label>[01])-(?P<generator>.+)\.zip$", re.IGNORECASE)
-_HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
-
-
 class DataError(ValueError):
     """A source cannot be loaded or split as asked."""
 
@@ -227,9 +225,15 @@ def load_source(
         return datasets.Dataset.from_generator(
             _generate_rows, features=FEATURES, gen_kwargs=kwargs, fingerprint=_fingerprint(entries)
         )
-    if _HUB_ID_RE.match(source):
+    if is_hub_id(source):
         return _load_hub(source, streaming)
     raise DataError(f"{source!r} is neither an existing folder or zip nor a Hub dataset id (user/name[@revision]).")
+
+
+def source_name(source: str) -> str:
+    """How a model folder names a data source: a Hub dataset id as given, a local folder or zip by its own name
+    only (never the path it had on the training machine)."""
+    return source if is_hub_id(source) else Path(source).resolve().name
 
 
 def load_sources(sources: Sequence[str], **kwargs: Any) -> datasets.Dataset:

@@ -39,7 +39,7 @@ from training.augment import build_train_transform
 from training.backbone import PretrainedError, create_backbone, freeze_early, unfreeze_early
 from training.calibrate import fit_calibration, fold_temperature
 from training.config import TrainConfig, build_parser, resolve_config
-from training.data import LABEL_NAMES, DataError, drop_unusable, load_sources, split_dataset
+from training.data import LABEL_NAMES, DataError, drop_unusable, load_sources, source_name, split_dataset
 from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_worker
 from training.deepfake_metrics import compute_metrics
 from training.frozen_head import train_frozen_head
@@ -104,7 +104,7 @@ def data_summary(splits: datasets.DatasetDict, config: TrainConfig) -> dict[str,
         for label, generator in zip(split["label"], split["generator"]):
             key = f"{LABEL_NAMES[label]}/{generator}"
             counts[name][key] = counts[name].get(key, 0) + 1
-    return {"sources": config.data, "excluded": config.exclude, "held_out": config.holdout, "splits": counts}
+    return {"sources": [source_name(source) for source in config.data], "excluded": config.exclude, "held_out": config.holdout, "splits": counts}
 
 
 class Validator:
