@@ -14,14 +14,11 @@ split's images of the class that the left-out images lack (a generator family ha
 fakes).
 `--augment KEY=VALUE ...` changes augmentation settings from their defaults (a variant, run and reported apart);
 `--seed N` repeats a run with other training randomness and another draw of the splits (reported apart too);
-`--npr` trains on NPR residuals instead of pixels, `--image-size` changes the input side (with `--modes tile`, the
-patch size of a patch classifier), `--fakes-from-reals P` turns that share of real training samples into fakes,
-`--frozen-blocks N` keeps the stem and the first N blocks at their ImageNet weights, `--full-resolution-stem` runs the
-stem at stride 1, `--kept-blocks N` makes a patch classifier of the first N blocks, `--linear-probe` fits the head on
-frozen features before fine-tuning (LP-FT), `--mixup A` / `--cutmix A` mix pairs of training faces and their labels
-(timm Mixup), `--sam RHO` trains with sharpness-aware minimisation, `--epochs` other than 2 trains longer or shorter (each reported apart
-too). `--config FILE` trains that recipe (a `training.train` config, such as the shipped default's) instead of the
-small Lite0; its own exclusions and hold-outs stay, and the flags above still apply.
+`--image-size` changes the input side (with `--modes tile`, the patch size of a patch classifier), `--epochs` other
+than 2 trains longer or shorter (each reported apart too). `--config FILE` trains that recipe (a `training.train`
+config, such as the shipped default's) instead of the small Lite0; its own exclusions and hold-outs stay, and the
+flags above still apply. The variants of options retired on 2026-12-05 (`--npr`, `--full-resolution-stem`, ...) stay
+in the reports; rerunning them needs commit d2a40e0 (docs/experiments.md, "Retired options").
 Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
 """
 from __future__ import annotations
@@ -121,15 +118,6 @@ def variant_of(args: argparse.Namespace) -> str:
     parts = [args.config.stem] if args.config else []
     parts += [f"{args.image_size}px"] if args.image_size not in (None, base.image_size) else []
     parts += [f"epochs={args.epochs}"] if args.epochs not in (None, base.epochs) else []
-    parts += ["npr"] if args.npr else []
-    parts += [f"fakes_from_reals={args.fakes_from_reals}"] if args.fakes_from_reals else []
-    parts += [f"frozen_blocks={args.frozen_blocks}"] if args.frozen_blocks else []
-    parts += ["full_resolution_stem"] if args.full_resolution_stem else []
-    parts += [f"kept_blocks={args.kept_blocks}"] if args.kept_blocks else []
-    parts += ["linear_probe"] if args.linear_probe else []
-    parts += [f"mixup={args.mixup_alpha}"] if args.mixup_alpha else []
-    parts += [f"cutmix={args.cutmix_alpha}"] if args.cutmix_alpha else []
-    parts += [f"sam={args.sam_rho}"] if args.sam_rho else []
     parts += [f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in parse_settings(args.augment).items()]
     return " ".join(parts)
 
@@ -145,14 +133,7 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
     augment = AugmentConfig.from_dict({**asdict(base.augment), "mode": mode, **parse_settings(args.augment)})
     return replace(base, data=args.data, output=str(args.runs / folder), epochs=epochs,
                    image_size=args.image_size or base.image_size, patience=epochs,
-                   exclude=base.exclude + exclusion_rules(name), seed=args.seed, split_seed=args.seed,
-                   npr=args.npr or base.npr, fakes_from_reals=args.fakes_from_reals or base.fakes_from_reals,
-                   frozen_blocks=args.frozen_blocks or base.frozen_blocks,
-                   full_resolution_stem=args.full_resolution_stem or base.full_resolution_stem,
-                   kept_blocks=args.kept_blocks or base.kept_blocks,
-                   linear_probe=args.linear_probe or base.linear_probe,
-                   mixup_alpha=args.mixup_alpha or base.mixup_alpha, cutmix_alpha=args.cutmix_alpha or base.cutmix_alpha,
-                   sam_rho=args.sam_rho or base.sam_rho, augment=augment)
+                   exclude=base.exclude + exclusion_rules(name), seed=args.seed, split_seed=args.seed, augment=augment)
 
 
 def frozen_head_report(folder: str, rows: datasets.Dataset, feature_cache: str) -> dict:
@@ -252,20 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augment", nargs="*", default=[], metavar="KEY=VALUE", help="augmentation settings to change")
     parser.add_argument("--epochs", type=int, help=f"default: the recipe's ({TABLE_EPOCHS} for the small Lite0)")
     parser.add_argument("--seed", type=int, default=0, help="training seed, which also redraws the splits")
-    parser.add_argument("--npr", action="store_true", help="train and score on NPR residuals instead of pixels")
-    parser.add_argument("--fakes-from-reals", type=float, default=0.0, dest="fakes_from_reals",
-                        help="share of real training samples turned into fakes (training.augment.generator_upsample)")
-    parser.add_argument("--frozen-blocks", type=int, default=0, dest="frozen_blocks",
-                        help="keep the stem and the first N blocks as pretrained (training.train --frozen-blocks)")
-    parser.add_argument("--full-resolution-stem", action="store_true", dest="full_resolution_stem",
-                        help="stem convolution at stride 1 (training.train --full-resolution-stem)")
-    parser.add_argument("--kept-blocks", type=int, default=0, dest="kept_blocks",
-                        help="a patch classifier on the first N blocks (training.train --kept-blocks)")
-    parser.add_argument("--linear-probe", action="store_true", dest="linear_probe",
-                        help="fit the head on frozen features before fine-tuning (training.train --linear-probe)")
-    parser.add_argument("--mixup", type=float, default=0.0, dest="mixup_alpha", help="training.train --mixup ALPHA")
-    parser.add_argument("--cutmix", type=float, default=0.0, dest="cutmix_alpha", help="training.train --cutmix ALPHA")
-    parser.add_argument("--sam", type=float, default=0.0, dest="sam_rho", help="training.train --sam RHO")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
     return parser

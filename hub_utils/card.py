@@ -15,15 +15,6 @@ DATA_TERMS = ("Trained on the project's face collection: FFHQ (CC BY-NC-SA 4.0),
               "are the project's own work and, like their data, are for research and non-commercial use only.")
 FLIP_NOTE = (" for one view; `load_detector` averages the logits of each face and its mirror image, as the threshold "
              "and temperature were fitted, and timm or transformers users can do the same")
-NPR_NOTE = ("; the network sees the NPR residual of its input, `hub_utils.preprocess.npr_residual`, which bare timm "
-            "or transformers users must apply themselves")
-STEM_NOTE = ("; its stem convolution runs at stride 1 (`hub_utils.model_folder.full_resolution_stem`), which bare timm "
-             "users must set after loading: `model.conv_stem.stride = (1, 1)`")
-BLOCKS_NOTE = ("; it is a patch classifier on the stem and the first {blocks} blocks, with a new 1x1 `conv_head` "
-               "(`hub_utils.model_folder.keep_early_blocks`), which timm's config cannot describe, so transformers "
-               "cannot build it and bare timm users build it in three steps: `timm.create_model(\"local-dir:...\", "
-               "pretrained=False)`, `keep_early_blocks(model, {blocks})`, then "
-               "`model.load_state_dict(safetensors.torch.load_file(\".../model.safetensors\"))`")
 HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc", "average_precision")
 BACKBONE_LICENCES = {  # what the weights of a frozen backbone may be used for, stated on every card that uses them
     "vit_base_patch16_clip_quickgelu_224": "OpenAI CLIP ViT-B/16 image tower (`openai/clip-vit-base-patch16`), MIT "
@@ -33,8 +24,8 @@ BACKBONE_LICENCES = {  # what the weights of a frozen backbone may be used for, 
 
 TIMM_DESCRIPTION = (
     "A real-vs-GAN face-image detector (`{architecture}`, {preprocessing} preprocessing at {size} px, face crop "
-    "{face_crop}{npr}{stem}{blocks}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, "
-    "so timm and transformers give the same probability{flip}).")
+    "{face_crop}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, so timm and "
+    "transformers give the same probability{flip}).")
 LOAD_USAGE = """from hub_utils import load_detector            # this project's inference path: faces, crop, flip, calibration
 detector = load_detector("{name}")          # a local folder or "owner/name@revision" on the Hub
 print(detector.predict(["face.jpg"])[0].faces)"""
@@ -245,9 +236,7 @@ def _description_and_usage(name: str, config: dict[str, Any]) -> tuple[str, str]
     description = TIMM_DESCRIPTION.format(
         architecture=config["architecture"], size=size, preprocessing=deepfake.get("preprocessing", "resize"),
         face_crop="on" if face_crop.get("enabled", True) else "off",
-        flip=FLIP_NOTE if deepfake.get("test_time_flip") else "", npr=NPR_NOTE if deepfake.get("npr") else "",
-        stem=STEM_NOTE if deepfake.get("full_resolution_stem") else "",
-        blocks=BLOCKS_NOTE.format(blocks=deepfake["kept_blocks"]) if deepfake.get("kept_blocks") else "")
+        flip=FLIP_NOTE if deepfake.get("test_time_flip") else "")
     mode = deepfake.get("preprocessing", "resize")
     if mode != "resize":
         return description, WINDOWS_USAGE.format(name=name, mode=mode)

@@ -17,7 +17,7 @@ from .faces import Face, FaceFinder, FaceSettings, face_regions
 from .hub import resolve_model_source, split_revision
 from .images import ImageError, ImageInput, load_image
 from .model_folder import FAKE_INDEX, REAL_INDEX, DeepfakeConfig, load_model, read_config
-from .preprocess import build_preprocess, model_input
+from .preprocess import build_preprocess
 
 _default_face_finder: FaceFinder | None = None
 
@@ -97,15 +97,11 @@ class Detector:
         faces = self.face_finder.find(image) if settings.enabled else []
         return [(region, face) for region, face, _ in face_regions(image, faces, settings)]
 
-    def model_input(self, batch: torch.Tensor) -> torch.Tensor:
-        """What the network sees of a preprocessed batch: the pixels, or their NPR residual."""
-        return model_input(batch, self.deepfake.npr)
-
     @torch.inference_mode()
     def fake_logits(self, batch: torch.Tensor) -> torch.Tensor:
         """log(P(fake) / P(real)) of each input; with `test_time_flip`, the mean over the input and its mirror image."""
         views = (batch, batch.flip(-1)) if self.deepfake.test_time_flip else (batch,)
-        logits = torch.stack([self.model(self.model_input(view)).float() for view in views]).mean(dim=0)
+        logits = torch.stack([self.model(view).float() for view in views]).mean(dim=0)
         return logits[:, FAKE_INDEX] - logits[:, REAL_INDEX]
 
     @torch.inference_mode()

@@ -101,7 +101,7 @@ class GradCamExplainer:
         windows = self.detector.preprocess(region)
         targets = [ClassifierOutputTarget(LABEL_NAMES.index(verdict))] * len(windows)
         with self._lock, GradCAM(model=self._model, target_layers=[self._layer], reshape_transform=self._reshape) as cam:
-            maps = cam(input_tensor=self.detector.model_input(windows), targets=targets)
+            maps = cam(input_tensor=windows, targets=targets)
         if self.detector.deepfake.preprocessing == "tile":
             view, heat = self._stitch(region, maps)
         else:  # `resize` and `crop` score one window: show it as the model saw it

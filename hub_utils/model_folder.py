@@ -26,6 +26,8 @@ EVALUATION_NAME = "evaluation.json"  # the test-split report of `training.evalua
 LEAVE_ONE_OUT_NAME = "leave_one_out.json"  # its recipe's left-out generators and sources (`bench.results_table`)
 PICKLE_NAMES = ("pytorch_model.bin", "model.pth", "model.pt", "open_clip_pytorch_model.bin")
 PREPROCESSING_MODES = ("resize", "crop", "tile")
+RETIRED_AT = "d2a40e0"  # the last commit with the experiment options retired on 2026-12-05 (docs/experiments.md)
+RETIRED_DEEPFAKE_OPTIONS = {"npr": False, "full_resolution_stem": False, "kept_blocks": 0}  # at their old defaults
 
 
 class ModelFolderError(ValueError):
@@ -41,9 +43,6 @@ class DeepfakeConfig:
     face_crop: FaceSettings = field(default_factory=FaceSettings)
     temperature: float = 1.0
     test_time_flip: bool = False  # average the logits of each input and its mirror image
-    npr: bool = False  # the model sees `preprocess.npr_residual` of its input, not the pixels
-    full_resolution_stem: bool = False  # the stem convolution runs at stride 1 (`full_resolution_stem`)
-    kept_blocks: int = 0  # 0: every block; N: a patch classifier on the stem and the first N blocks (`keep_early_blocks`)
     backbone: FrozenBackbone | None = None  # a frozen timm ViT whose block tokens feed the head (`feature_model`)
     trained: bool = True
     training_data: dict[str, Any] = field(default_factory=dict)
@@ -54,11 +53,14 @@ class DeepfakeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config.json") -> "DeepfakeConfig":
+        try:
+            values = without_retired(data, RETIRED_DEEPFAKE_OPTIONS, "'deepfake' option")
+        except ValueError as error:
+            raise ModelFolderError(f"{where}: {error}") from None
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(values) - known)
         if unknown:
             raise ModelFolderError(f"{where}: unknown keys in 'deepfake': {', '.join(unknown)}.")
-        values = dict(data)
         if "face_crop" in values:
             try:
                 values["face_crop"] = FaceSettings(**values["face_crop"])
@@ -76,6 +78,16 @@ class DeepfakeConfig:
         if not 0.0 < config.threshold < 1.0:
             raise ModelFolderError(f"{where}: 'deepfake.threshold' must lie strictly between 0 and 1.")
         return config
+
+
+def without_retired(data: dict[str, Any], old_defaults: dict[str, Any], kind: str) -> dict[str, Any]:
+    """`data` without the retired options that files written before `RETIRED_AT` still carry at their old defaults
+    (`old_defaults`); a ValueError names one that is set and the commit to check out to use it."""
+    for name, default in old_defaults.items():
+        if name in data and data[name] != default:
+            raise ValueError(f"{kind} {name!r} is {json.dumps(data[name])}, but this option was retired (see 'Retired "
+                             f"options' in docs/experiments.md); check out commit {RETIRED_AT} to use it.")
+    return {key: value for key, value in data.items() if key not in old_defaults}
 
 
 def read_config(folder: Path) -> tuple[dict[str, Any], DeepfakeConfig]:
@@ -115,49 +127,6 @@ def create_model(config: dict[str, Any], deepfake: DeepfakeConfig | None = None)
         raise ModelFolderError(f"cannot build architecture {config['architecture']!r}: {error}") from None
 
 
-def full_resolution_stem(model: torch.nn.Module) -> None:
-    """Run the stem convolution at stride 1, so the first blocks see every pixel instead of every other one
-    (Gragnaniello et al. 2021: no early downsampling keeps a generator's upsampling traces). Weights are unchanged;
-    the stride is not part of timm's config, so bare timm needs the same line after loading."""
-    stem = getattr(model, "conv_stem", None)
-    if not isinstance(stem, torch.nn.Conv2d):
-        raise ValueError(f"{type(model).__name__} has no conv_stem convolution, so its stem stride cannot be set to 1; "
-                         "a full-resolution stem needs an EfficientNet-style timm model.")
-    stem.stride = (1, 1)
-
-
-def keep_early_blocks(model: torch.nn.Module, blocks: int) -> None:
-    """Drop every block after the first `blocks` and give `conv_head` the last kept block's width, so the head scores
-    each position of an early feature map and pooling averages those scores: a patch classifier whose small receptive
-    field cannot see a whole face (Chai et al. 2020). The new `conv_head` starts untrained; the rest keeps its weights.
-    Not part of timm's config, so bare timm needs the same call before loading the weights."""
-    head = getattr(model, "conv_head", None)
-    stages = getattr(model, "blocks", None)
-    if not isinstance(head, torch.nn.Conv2d) or not isinstance(stages, torch.nn.Sequential):
-        raise ValueError(f"{type(model).__name__} has no blocks and conv_head, so it cannot be cut to its first blocks; "
-                         "a patch classifier needs an EfficientNet-style timm model.")
-    if not 0 < blocks < len(stages):
-        raise ValueError(f"{type(model).__name__} has {len(stages)} blocks; keep between 1 and {len(stages) - 1} of them.")
-    model.blocks = stages[:blocks]
-    width = [m for m in model.blocks[-1].modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
-    model.conv_head = torch.nn.Conv2d(width, head.out_channels, 1, bias=head.bias is not None)
-
-
-def change_architecture(model: torch.nn.Module, deepfake: DeepfakeConfig) -> None:
-    """Make in place the changes to timm's architecture that a `deepfake` section records, which timm's config cannot
-    describe: the same for training, loading and bare-timm benchmarks. A ValueError names the setting that failed."""
-    if deepfake.full_resolution_stem:
-        try:
-            full_resolution_stem(model)
-        except ValueError as error:
-            raise ValueError(f"'deepfake.full_resolution_stem' is set, but {error}") from None
-    if deepfake.kept_blocks:
-        try:
-            keep_early_blocks(model, deepfake.kept_blocks)
-        except ValueError as error:
-            raise ValueError(f"'deepfake.kept_blocks' is {deepfake.kept_blocks}, but {error}") from None
-
-
 def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeConfig]:
     """Model in eval mode with weights from `model.safetensors`; pickle checkpoints are refused."""
     folder = Path(folder)
@@ -168,10 +137,6 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeC
         hint = f" It has {pickles[0]}, a pickle file, which is refused because loading it can run code." if pickles else ""
         raise ModelFolderError(f"{folder}: no model.safetensors.{hint} Convert the weights with safetensors.torch.save_file.")
     model = create_model(config, deepfake)
-    try:
-        change_architecture(model, deepfake)
-    except ValueError as error:
-        raise ModelFolderError(f"{folder / CONFIG_NAME}: {error}") from None
     try:
         state = load_file(weights)
         if isinstance(model, FrozenFeatureClassifier):

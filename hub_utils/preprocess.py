@@ -57,19 +57,6 @@ def build_preprocess(config: dict[str, Any], mode: str) -> Preprocess:
     return windows
 
 
-def npr_residual(batch: torch.Tensor) -> torch.Tensor:
-    """x - up_nearest(down_nearest(x)) per 2x2 block: the neighbouring-pixel relations that upsampling layers
-    leave behind (NPR, Tan et al., CVPR 2024), as the model's input instead of the pixels."""
-    height, width = batch.shape[-2:]
-    anchors = batch[..., ::2, ::2].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
-    return batch - anchors[..., :height, :width]
-
-
-def model_input(batch: torch.Tensor, npr: bool) -> torch.Tensor:
-    """What the network sees of a preprocessed batch: the pixels, or with `npr` their NPR residual."""
-    return npr_residual(batch) if npr else batch
-
-
 def input_size(config: dict[str, Any]) -> int:
     """The square side the model expects."""
     return int(resolve_data_config(pretrained_cfg=config["pretrained_cfg"])["input_size"][-1])

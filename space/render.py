@@ -171,7 +171,7 @@ def model_markdown(model: dict[str, Any], pictures: dict[str, Path] | None = Non
     facts = [("State", "trained" if model["trained"] else "**untrained: its scores are meaningless**"),
              ("Revision", model["revision"]), ("Decision threshold", f"P(fake) ≥ {model['threshold']:.3f}"),
              ("Backbone", _backbone(model)), ("Input", _input(model)),
-             ("Preprocessing", model["preprocessing"]), ("Model input", "NPR residual" if model["npr"] else "pixels"),
+             ("Preprocessing", model["preprocessing"]),
              ("Training data", ", ".join(data["sources"]) + (f" ({images} images)" if images else "")
               if data["sources"] else "not stated"),
              ("Held out of training", ", ".join(data["held_out"]) or "nothing"),

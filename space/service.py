@@ -214,7 +214,7 @@ class DetectorService:
             "parameters": sum(p.numel() for p in detector.model.parameters()),
             "weights_bytes": (folder / WEIGHTS_NAME).stat().st_size, "ms_per_face": self.speed_ms[detector.name],
             "trained": deepfake.trained, "threshold": deepfake.threshold, "preprocessing": deepfake.preprocessing,
-            "test_time_flip": deepfake.test_time_flip, "npr": deepfake.npr,
+            "test_time_flip": deepfake.test_time_flip,
             "face_crop": {"enabled": deepfake.face_crop.enabled, "margin": deepfake.face_crop.margin},
             "training_data": _training_data_summary(deepfake.training_data),
             "test": _test_summary(evaluation) if evaluation else None,

@@ -260,8 +260,8 @@ def test_models_metadata_and_card(service):
     assert "**Decision threshold**: P(fake) ≥ 0.500" in page and "cc-by-nc-sa-4.0" in page
     assert "| stylegan | 0.91 |" in page and "license:" not in page and "untrained" in page
     assert "**Input**: face, margin 0.25, 64 px" in page and "mirror" not in page and "{" not in page
-    switched = render.model_markdown({**metadata["models"][0], "test_time_flip": True, "npr": True})
-    assert "64 px, and its mirror image" in switched and "**Model input**: NPR residual" in switched
+    switched = render.model_markdown({**metadata["models"][0], "test_time_flip": True})
+    assert "64 px, and its mirror image" in switched
 
 
 def test_models_tab_compares_the_models_and_shows_their_plots(model_folders, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -198,21 +197,6 @@ def test_transform_examples_keeps_labels(image):
     out = augment.transform_examples(transform)(batch)
     assert out["label"] == [1, 0]
     assert [tuple(p.shape) for p in out["pixel_values"]] == [(3, SIZE, SIZE)] * 2
-
-
-def test_generator_upsample_keeps_the_size_and_leaves_a_period_two_trace():
-    colour = (100, 120, 140)
-    made = np.asarray(augment.generator_upsample(Image.new("RGB", (41, 30), colour), random.Random(5))).astype(int)
-    assert made.shape == (30, 41, 3)  # odd sides too, so cached face boxes still fit
-    assert (made[::2, :40:2] == colour).all()  # the kept samples of the halved image
-    inner = made[2:-2, 2:-2]
-    assert np.array_equal(inner[2:], inner[:-2]) and np.array_equal(inner[:, 2:], inner[:, :-2])
-    assert not np.array_equal(inner[1:], inner[:-1]) and not np.array_equal(inner[:, 1:], inner[:, :-1])
-
-
-def test_generator_upsample_keeps_a_photos_content(image):
-    made = np.asarray(augment.generator_upsample(Image.fromarray(image), random.Random(0))).astype(float)
-    assert 1.0 < np.abs(made - image).mean() < 20.0
 
 
 def test_preview_cli_writes_grid(tmp_path: Path, image):

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageOps
 from scipy.special import expit, logit
 
 from hub_utils import load_detector
-from hub_utils.preprocess import npr_residual, tile_to_size, window_origins
+from hub_utils.preprocess import tile_to_size, window_origins
 from tests.conftest import make_model_folder
 from training.calibrate import apply_temperature, fold_temperature
 
@@ -90,25 +89,6 @@ def test_views_average_logits_so_a_folded_temperature_stays_exact(tmp_path: Path
     before = detector.score_regions(regions)
     fold_temperature(detector.model, 3.0)
     np.testing.assert_allclose(detector.score_regions(regions), apply_temperature(before, 3.0), atol=1e-6)
-
-
-def test_npr_residual_vanishes_on_nearest_upsampled_pixels() -> None:
-    pixels = torch.rand(2, 3, 7, 9, generator=torch.Generator().manual_seed(0))
-    upsampled = pixels.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)  # a 2x nearest-neighbour upsampler
-    assert torch.equal(npr_residual(upsampled), torch.zeros_like(upsampled))
-    residual = npr_residual(pixels)
-    assert residual.shape == pixels.shape and torch.equal(residual[..., ::2, ::2], torch.zeros(2, 3, 4, 5))
-    assert torch.allclose(residual[..., 1, 1], pixels[..., 1, 1] - pixels[..., 0, 0])
-
-
-def test_an_npr_folder_feeds_the_model_residuals(tmp_path: Path, astronaut: Image.Image) -> None:
-    detector = load_detector(make_model_folder(tmp_path / "npr", npr=True))
-    region, _ = detector.regions(astronaut)[0]
-    with torch.no_grad():
-        logits = detector.model(npr_residual(detector.preprocess(region)))
-    expected = (logits[0, 1] - logits[0, 0]).sigmoid().item()
-    assert detector.score_regions([region])[0] == pytest.approx(expected, abs=1e-6)
-    assert load_detector(make_model_folder(tmp_path / "pixels")).score_regions([region])[0] != pytest.approx(expected, abs=1e-4)
 
 
 def test_tiling_helpers() -> None:

@@ -119,22 +119,16 @@ def test_augmentation_settings_parse_as_json_values() -> None:
 
 
 def test_a_variant_names_its_run_folder_and_its_row() -> None:
-    args = build_parser().parse_args(["--modes", "tile", "--image-size", "64", "--fakes-from-reals", "0.3",
+    args = build_parser().parse_args(["--modes", "tile", "--image-size", "64",
                                       "--augment", "jpeg_quality=[50, 100]", "--seed", "2", "--runs", "r"])
     config = run_config("stylegan", "tile", args)
-    assert variant_of(args) == "64px fakes_from_reals=0.3 jpeg_quality=[50,100]"
-    assert config.output == str(Path("r") / "stylegan-tile-64px-fakes_from_reals0.3-jpeg_quality[50,100]-seed2")
-    assert (config.image_size, config.fakes_from_reals, config.preprocessing, config.split_seed) == (64, 0.3, "tile", 2)
-    frozen = build_parser().parse_args(["--frozen-blocks", "4", "--runs", "r"])
-    assert variant_of(frozen) == "frozen_blocks=4" and run_config("diffusion", "resize", frozen).frozen_blocks == 4
-    stem = build_parser().parse_args(["--full-resolution-stem", "--runs", "r"])
-    assert variant_of(stem) == "full_resolution_stem" and run_config("diffusion", "resize", stem).full_resolution_stem
-    assert run_config("diffusion", "resize", stem).output == str(Path("r") / "diffusion-resize-full_resolution_stem")
+    assert variant_of(args) == "64px jpeg_quality=[50,100]"
+    assert config.output == str(Path("r") / "stylegan-tile-64px-jpeg_quality[50,100]-seed2")
+    assert (config.image_size, config.preprocessing, config.split_seed) == (64, "tile", 2)
+    assert config.augment.jpeg_quality == (50, 100)
     longer = build_parser().parse_args(["--epochs", "5", "--runs", "r"])
     assert variant_of(longer) == "epochs=5" and run_config("stylegan", "resize", longer).epochs == 5
     assert run_config("stylegan", "resize", longer).output == str(Path("r") / "stylegan-resize-epochs5")
-    patches = build_parser().parse_args(["--kept-blocks", "3", "--runs", "r"])
-    assert variant_of(patches) == "kept_blocks=3" and run_config("stylegan", "resize", patches).kept_blocks == 3
     plain = build_parser().parse_args(["--runs", "r"])
     assert variant_of(plain) == "" and run_config("stylegan", "resize", plain).output == str(Path("r") / "stylegan-resize")
 

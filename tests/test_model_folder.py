@@ -9,13 +9,10 @@ import pytest
 import timm
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from hub_utils import ModelFolderError, load_detector
-from hub_utils.card import write_model_card
-from hub_utils.model_folder import LABEL_NAMES, DeepfakeConfig, keep_early_blocks, load_model, read_config, save_model_folder
+from hub_utils.model_folder import LABEL_NAMES, RETIRED_AT, RETIRED_DEEPFAKE_OPTIONS, load_model, read_config
 from tests.conftest import make_model_folder
-from training.backbone import create_backbone
 
 
 def test_config_layout(model_dir: Path) -> None:
@@ -106,62 +103,16 @@ def test_round_trip_keeps_weights(model_dir: Path, tmp_path: Path) -> None:
     assert read_config(copy)[0]["pretrained_cfg"] == config["pretrained_cfg"]
 
 
-def test_a_full_resolution_stem_is_restored_on_loading_and_the_cards_line_makes_bare_timm_agree(
-        tmp_path: Path, astronaut: Image.Image) -> None:
-    folder = make_model_folder(tmp_path / "stem", full_resolution_stem=True)
-    card = write_model_card(folder).read_text()
-    assert "model.conv_stem.stride = (1, 1)" in card
-    detector = load_detector(folder)
-    assert detector.model.conv_stem.stride == (1, 1)
-    region = detector.regions(astronaut)[0][0]
-    ours = float(detector.score_regions([region])[0])
-    model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
-    inputs = timm.data.create_transform(**timm.data.resolve_data_config(model=model))(region).unsqueeze(0)
-    with torch.no_grad():
-        plain = model(inputs).softmax(1)[0, 1].item()
-        model.conv_stem.stride = (1, 1)  # the card's line
-        full = model(inputs).softmax(1)[0, 1].item()
-    assert ours == pytest.approx(full, abs=1e-5)
-    assert abs(plain - full) > 1e-4  # the stride is not in timm's config: without the line, another score
-
-
-def test_a_full_resolution_stem_on_a_model_without_conv_stem_is_refused_by_name(tmp_path: Path) -> None:
-    folder = save_model_folder(create_backbone("resnet10t", "none", 64), tmp_path / "resnet",
-                               DeepfakeConfig(full_resolution_stem=True))
-    with pytest.raises(ModelFolderError, match="full_resolution_stem.*no conv_stem"):
-        load_detector(folder)
-
-
-def test_a_patch_classifier_is_rebuilt_from_its_first_blocks_and_the_cards_recipe_makes_bare_timm_agree(
-        tmp_path: Path, astronaut: Image.Image) -> None:
-    torch.manual_seed(0)
-    model = create_backbone("test_efficientnet", "none", 64)
-    keep_early_blocks(model, 2)
-    torch.nn.init.normal_(model.get_classifier().weight, std=0.5)
-    folder = save_model_folder(model, tmp_path / "patch", DeepfakeConfig(kept_blocks=2))
-    card = write_model_card(folder).read_text()
-    assert "keep_early_blocks(model, 2)" in card
-    detector = load_detector(folder)
-    assert len(detector.model.blocks) == 2 and detector.model.conv_head.in_channels == 24
-    region = detector.regions(astronaut)[0][0]
-    ours = float(detector.score_regions([region])[0])
-    bare = timm.create_model(f"local-dir:{folder}", pretrained=False).eval()  # the card's three steps
-    keep_early_blocks(bare, 2)
-    bare.load_state_dict(load_file(folder / "model.safetensors"))
-    inputs = timm.data.create_transform(**timm.data.resolve_data_config(model=bare))(region).unsqueeze(0)
-    with torch.no_grad():
-        assert ours == pytest.approx(bare(inputs).softmax(1)[0, 1].item(), abs=1e-5)
-    with pytest.raises(RuntimeError, match="size mismatch"):  # not in timm's config: plain local-dir cannot build it
-        timm.create_model(f"local-dir:{folder}", pretrained=True)
-
-
-@pytest.mark.parametrize("architecture, blocks, message", [
-    ("test_efficientnet", 5, "has 5 blocks; keep between 1 and 4"),
-    ("resnet10t", 2, "no blocks and conv_head"),
-])
-def test_a_patch_classifier_that_cannot_be_cut_is_refused_by_name(
-        tmp_path: Path, architecture: str, blocks: int, message: str) -> None:
-    folder = save_model_folder(create_backbone(architecture, "none", 64), tmp_path / "cut",
-                               DeepfakeConfig(kept_blocks=blocks))
-    with pytest.raises(ModelFolderError, match=f"kept_blocks' is {blocks}, but .*{message}"):
-        load_detector(folder)
+def test_a_folder_from_before_the_retired_options_loads_and_one_that_set_them_is_refused(tmp_path: Path) -> None:
+    """Folders written before commit RETIRED_AT carry the retired options: ignored at their old defaults; a folder
+    that set one is refused by name, with the commit to check out to use it."""
+    folder = make_model_folder(tmp_path / "old")
+    config_path = folder / "config.json"
+    config, current = json.loads(config_path.read_text()), read_config(folder)[1]
+    config["deepfake"].update(RETIRED_DEEPFAKE_OPTIONS)  # false / 0, as older folders hold them
+    config_path.write_text(json.dumps(config))
+    assert load_detector(folder).deepfake == current
+    for name, value in (("npr", True), ("full_resolution_stem", True), ("kept_blocks", 3)):
+        config_path.write_text(json.dumps({**config, "deepfake": {**config["deepfake"], name: value}}))
+        with pytest.raises(ModelFolderError, match=f"'{name}' is {json.dumps(value)}.*check out commit {RETIRED_AT}"):
+            load_detector(folder)

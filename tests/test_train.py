@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +16,14 @@ import pytest
 import timm
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from hub_utils import load_detector
 from hub_utils.card import write_model_card
-from hub_utils.ensemble import load_ensemble
-from hub_utils.faces import FaceSettings
-from hub_utils.preprocess import npr_residual
+from hub_utils.model_folder import RETIRED_AT
 from tests.conftest import REPO_ROOT, make_model_folder
-from training.backbone import create_backbone, freeze_early
-from training.config import TrainConfig, build_parser, resolve_config
-from training.data import load_source
-from training.dataset import FaceCropDataset, image_of
-from training.evaluate import evaluate
-from training.train import build_splits, data_summary, main, train_one_epoch
+from training.config import RETIRED_OPTIONS, TrainConfig, build_parser, resolve_config
+from training.train import build_splits, data_summary, main
 
 
 def write_generated_tree(root: Path, per_class: int = 24, size: int = 64) -> Path:
@@ -61,16 +54,6 @@ def write_config(path: Path, data: list[str], output: Path, cache: Path, **overr
 def run_training(config: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "training.train", "--config", str(config), *extra],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-def train_an_epoch(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], config: TrainConfig,
-                   lr: float = 0.0) -> None:
-    """One `train_one_epoch` call on the CPU: plain SGD at a constant learning rate."""
-    from accelerate import Accelerator
-
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    train_one_epoch(model, batches, optimizer, scheduler, Accelerator(cpu=True), config, epoch=1)
 
 
 @pytest.fixture(scope="module")
@@ -208,13 +191,13 @@ def test_training_seed_keeps_the_split_and_split_seed_redraws_it(tmp_path: Path,
 
 @pytest.mark.slow
 def test_one_seed_trains_the_same_weights_twice_without_data_workers(tmp_path: Path, generated: Path) -> None:
-    """The sample-level draws (neutral re-encoding, fakes from reals) come from Python's `random` and the augmentation
+    """The sample-level draw (neutral re-encoding) comes from Python's `random` and the augmentation
     from albumentations' own generator; with num_workers=0 both run in the main process, where the seed must set them."""
     weights = []
     for run_name in ("a", "b"):
         output = tmp_path / run_name
         done = run_training(write_config(tmp_path / f"{run_name}.json", [str(generated)], output, tmp_path / "faces",
-                                         epochs=1, neutral_p=0.5, fakes_from_reals=0.5))
+                                         epochs=1, neutral_p=0.5))
         assert done.returncode == 0, done.stderr[-2000:]
         weights.append(load_file(str(output / "model.safetensors")))
     assert weights[0].keys() == weights[1].keys()
@@ -239,38 +222,11 @@ def test_fine_tuning_from_a_model_folder_at_another_size(tmp_path: Path, generat
     assert "Trained from random initialisation." in (first / "README.md").read_text()
 
 
-@pytest.mark.parametrize("npr", [False, True])
-def test_the_training_step_feeds_pixels_or_npr_residuals(tmp_path: Path, npr: bool) -> None:
-    model = create_backbone("test_efficientnet", "none", 32)
-    seen: list[torch.Tensor] = []
-    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
-    inputs, labels = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 0, 1])
-    train_an_epoch(model, [(inputs, labels)], TrainConfig(data=["unused"], output=str(tmp_path), npr=npr))
-    assert torch.allclose(seen[0], npr_residual(inputs) if npr else inputs)
-    assert resolve_config(build_parser().parse_args(["--data", "d", "--output", "o", "--npr"])).npr
-
-
-@pytest.mark.parametrize("share", [0.0, 1.0])
-def test_fakes_from_reals_turn_that_share_of_reals_into_upsampled_fakes(tmp_path: Path, generated: Path,
-                                                                        share: float) -> None:
-    rows = load_source(str(generated))
-    dataset = FaceCropDataset(rows, lambda pixels, landmarks: pixels, FaceSettings(), str(tmp_path / "faces"),
-                              neutral_p=0.0, fakes_from_reals=share)
-    for index, label in enumerate(rows["label"]):
-        pixels, given = dataset[index]  # no face in noise: the whole image is the sample
-        unchanged = np.array_equal(pixels, np.asarray(image_of(rows[index])))
-        assert (given, unchanged) == ((1, False) if label == 0 and share else (label, True))
-    with pytest.raises(ValueError, match="fakes_from_reals"):
-        TrainConfig(data=["d"], output="o", fakes_from_reals=1.5)
-    assert resolve_config(build_parser().parse_args(["--data", "d", "--output", "o", "--fakes-from-reals", "0.3"])
-                          ).fakes_from_reals == 0.3
-
-
 @pytest.mark.slow
 def test_a_tile_model_trains_on_windows_and_is_scored_on_every_window(generated: Path, tmp_path: Path) -> None:
     output = tmp_path / "run"
     done = run_training(write_config(tmp_path / "config.json", [str(generated)], output, tmp_path / "faces", epochs=1,
-                                     image_size=32, fakes_from_reals=0.3), "--preprocessing", "tile")
+                                     image_size=32), "--preprocessing", "tile")
     assert done.returncode == 0, done.stderr[-3000:]
     detector = load_detector(output)
     assert detector.deepfake.preprocessing == "tile"
@@ -279,49 +235,15 @@ def test_a_tile_model_trains_on_windows_and_is_scored_on_every_window(generated:
     assert windows.shape == (4, 3, 32, 32)
     mean_logit = detector.fake_logits(windows).mean().item()
     assert detector.predict([image])[0].fake_probability == pytest.approx(1 / (1 + np.exp(-mean_logit)), abs=1e-6)
-    assert json.loads((output / "train_config.json").read_text())["fakes_from_reals"] == 0.3
 
 
-@pytest.mark.slow
-def test_frozen_blocks_keep_their_pretrained_weights_and_the_folder_stays_plain_timm(generated: Path, tmp_path: Path) -> None:
-    start = create_backbone("test_efficientnet", "none", 64)
-    torch.nn.init.normal_(start.blocks[0][0].bn1.running_mean)  # statistics that training in train mode would move
-    pretrained = tmp_path / "start.safetensors"
-    save_file({k: v.contiguous() for k, v in start.state_dict().items()}, str(pretrained))
-    output = tmp_path / "run"
-    config = write_config(tmp_path / "config.json", [str(generated)], output, tmp_path / "faces", epochs=1,
-                          pretrained=str(pretrained))
-    done = run_training(config, "--frozen-blocks", "1")
-    assert done.returncode == 0, done.stderr[-3000:]
-    trained, before = load_file(output / "model.safetensors"), start.state_dict()
-    early = [k for k in before if k.startswith(("conv_stem.", "bn1.", "blocks.0."))]
-    late = [k for k in before if k.startswith("blocks.1.") and k.endswith("weight")]
-    assert early and late
-    assert all(torch.equal(trained[k], before[k]) for k in early)
-    assert not all(torch.equal(trained[k], before[k]) for k in late)
-    timm.create_model(f"local-dir:{output}", pretrained=True)  # BatchNorm layers are plain again: strict load works
-    assert json.loads((output / "train_config.json").read_text())["frozen_blocks"] == 1
-    with pytest.raises(ValueError, match="frozen-blocks 99"):
-        freeze_early(create_backbone("test_efficientnet", "none", 32), 99)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("flags, key, value, built", [
-    (["--full-resolution-stem"], "full_resolution_stem", True, lambda model: model.conv_stem.stride == (1, 1)),
-    (["--kept-blocks", "2"], "kept_blocks", 2, lambda model: len(model.blocks) == 2),
-])
-def test_an_architecture_change_trains_and_its_folder_rebuilds_it(
-        generated: Path, tmp_path: Path, flags: list[str], key: str, value: object, built) -> None:
-    output = tmp_path / "run"
-    done = run_training(write_config(tmp_path / "config.json", [str(generated)], output, tmp_path / "faces", epochs=1),
-                        *flags)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((output / "train_config.json").read_text())[key] == value
-    detector = load_detector(output)
-    assert getattr(detector.deepfake, key) == value and built(detector.model)
-    # the folder's validation figures were measured by the training's changed model; the loaded one scores the same
-    validation = detector.deepfake.metrics["validation_neutral"]
-    splits = build_splits(resolve_config(build_parser().parse_args(["--config", str(tmp_path / "config.json")])))
-    (rescored,) = evaluate(load_ensemble([str(output)]), splits["validation"], neutral=True, perturbations=None).values()
-    assert rescored["roc_auc"] == pytest.approx(validation["roc_auc"], abs=1e-6)
-    assert rescored["balanced_accuracy"] == pytest.approx(validation["balanced_accuracy"], abs=1e-6)
+def test_train_configs_from_before_the_retired_options_load_unless_they_set_one() -> None:
+    """Old `train_config.json` files hold the retired options at their defaults: ignored; one that set an option is
+    refused with the commit that still has it."""
+    for path in sorted((REPO_ROOT / "models").glob("*/train_config.json")):
+        TrainConfig.from_file(path)
+    old = {**TrainConfig(data=["d"], output="o").to_dict(), **RETIRED_OPTIONS}
+    assert TrainConfig.from_dict(old) == TrainConfig(data=["d"], output="o")
+    for name, value in (("sam_rho", 0.05), ("linear_probe", True), ("kept_blocks", 3)):
+        with pytest.raises(ValueError, match=f"'{name}' is .*check out commit {RETIRED_AT}"):
+            TrainConfig.from_dict({**old, name: value})

@@ -194,21 +194,6 @@ def build_compose(cfg: AugmentConfig, image_size: int, mean: Sequence[float] | N
     return A.Compose(transforms, keypoint_params=keypoints, seed=seed)
 
 
-def generator_upsample(image: Image.Image, rng: random.Random) -> Image.Image:
-    """A real photo given a generator's last step, so that it can serve as a fake made from a real (the AutoGAN idea):
-    halved by area averaging, then doubled by zero insertion and a random 3-tap filter per axis (a transposed
-    convolution), which leaves the periodic 2x2 traces of upsampling layers. The size is kept, so face boxes hold."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32)
-    height, width = array.shape[:2]
-    small = cv2.resize(array, (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA)
-    sparse = np.zeros((small.shape[0] * 2, small.shape[1] * 2, 3), np.float32)
-    sparse[::2, ::2] = small
-    kernel_x, kernel_y = (np.array([rng.uniform(0.45, 0.55), 1.0, rng.uniform(0.45, 0.55)], np.float32) for _ in range(2))
-    upsampled = cv2.sepFilter2D(sparse, -1, kernel_x, kernel_y, borderType=cv2.BORDER_REFLECT_101)
-    upsampled = np.pad(upsampled, ((0, height - upsampled.shape[0]), (0, width - upsampled.shape[1]), (0, 0)), mode="edge")
-    return Image.fromarray(np.clip(upsampled, 0, 255).round().astype(np.uint8))
-
-
 class TrainTransform:
     """Callable (RGB uint8 HxWx3 array, landmarks (5, 2) or None) -> normalised float CHW tensor (or uint8 pixels).
 

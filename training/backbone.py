@@ -8,7 +8,6 @@ from pathlib import Path
 import timm
 import torch
 from safetensors.torch import load_file
-from timm.utils.model import freeze, unfreeze
 
 from hub_utils.model_folder import LABEL_NAMES
 
@@ -83,25 +82,3 @@ def create_backbone(name: str, pretrained: str, image_size: int) -> torch.nn.Mod
                             "num_classes": len(LABEL_NAMES), "fixed_input_size": False}
     return model
 
-
-def early_modules(model: torch.nn.Module, blocks: int) -> list[str]:
-    """Names of the stem and the first `blocks` blocks of an EfficientNet-style timm model ([] for 0)."""
-    if blocks == 0:
-        return []
-    if not (hasattr(model, "conv_stem") and hasattr(model, "blocks")) or not 0 < blocks <= len(model.blocks):
-        depth = len(model.blocks) if hasattr(model, "blocks") else 0
-        raise ValueError(f"--frozen-blocks {blocks}: {type(model).__name__} has {depth} blocks after a conv_stem; "
-                         "choose 0 to train everything, or fewer blocks.")
-    return ["conv_stem", "bn1", *(f"blocks.{index}" for index in range(blocks))]
-
-
-def freeze_early(model: torch.nn.Module, blocks: int) -> None:
-    """Keep the stem and the first `blocks` blocks as they are: weights and BatchNorm statistics (timm's `freeze`)."""
-    if names := early_modules(model, blocks):
-        freeze(model, names)
-
-
-def unfreeze_early(model: torch.nn.Module, blocks: int) -> None:
-    """Undo `freeze_early`, so the saved model holds plain BatchNorm layers that any timm loads."""
-    if names := early_modules(model, blocks):
-        unfreeze(model, names)

@@ -7,7 +7,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hub_utils.model_folder import without_retired
 from training.augment import MODES, AugmentConfig
+
+RETIRED_OPTIONS = {  # at their old defaults, as the train_config.json files written before they were retired hold them
+    "npr": False, "fakes_from_reals": 0.0, "frozen_blocks": 0, "full_resolution_stem": False, "kept_blocks": 0,
+    "linear_probe": False, "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "sam_rho": 0.0}
 
 
 @dataclass
@@ -38,15 +43,6 @@ class TrainConfig:
     holdout: list[str] = field(default_factory=list)  # same rules: out of training, kept in validation (threshold)
     keep_checkpoint: bool = False
     test_time_flip: bool = False  # validation and the model folder average each face with its mirror image
-    npr: bool = False  # train on the NPR residual of each input (hub_utils.preprocess.npr_residual)
-    fakes_from_reals: float = 0.0  # share of real samples turned into fakes by training.augment.generator_upsample
-    frozen_blocks: int = 0  # the stem and this many first blocks keep their pretrained weights and BatchNorm statistics
-    full_resolution_stem: bool = False  # stem convolution at stride 1 (hub_utils.model_folder.full_resolution_stem)
-    kept_blocks: int = 0  # 0: every block; N: a patch classifier on the first N blocks (hub_utils.model_folder.keep_early_blocks)
-    linear_probe: bool = False  # fit the head on frozen pretrained features before fine-tuning (training.probe, LP-FT)
-    mixup_alpha: float = 0.0  # timm Mixup: blend pairs of training faces and their labels (0: off)
-    cutmix_alpha: float = 0.0  # timm Mixup: paste a box of one face into another, label by area (0: off)
-    sam_rho: float = 0.0  # sharpness-aware minimisation: radius of the weight ball (training.sharpness; 0: off)
     feature_blocks: list[int] = field(default_factory=list)  # frozen ViT backbone: these blocks' tokens feed a linear head
     feature_tokens: str = "cls+patch"  # with feature_blocks: each block's class token, and its mean patch token
     probe_c: float = 0.05  # with feature_blocks: inverse L2 strength of the logistic-regression head
@@ -56,20 +52,13 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        for name in ("neutral_p", "fakes_from_reals"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} is a probability and must lie in [0, 1], got {getattr(self, name)!r}.")
-        if min(self.mixup_alpha, self.cutmix_alpha) < 0:
-            raise ValueError("mixup_alpha and cutmix_alpha are Beta parameters: 0 (off) or positive.")
-        if self.sam_rho < 0:
-            raise ValueError(f"sam_rho is a radius: 0 (off) or positive, got {self.sam_rho!r}.")
+        if not 0.0 <= self.neutral_p <= 1.0:
+            raise ValueError(f"neutral_p is a probability and must lie in [0, 1], got {self.neutral_p!r}.")
         unknown_views = sorted(set(self.train_views) - {"raw", "neutral"})
         if unknown_views or not self.train_views:
             raise ValueError(f"train_views must name one or more of raw, neutral; got {self.train_views!r}.")
         if self.probe_c <= 0:
             raise ValueError(f"probe_c is an inverse regularization strength and must be positive, got {self.probe_c!r}.")
-        if (self.mixup_alpha or self.cutmix_alpha) and self.batch_size % 2:
-            raise ValueError(f"mixup and CutMix pair each batch with its reverse: batch_size must be even, got {self.batch_size}.")
 
     @property
     def preprocessing(self) -> str:
@@ -80,11 +69,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        values = without_retired(data, RETIRED_OPTIONS, "training option")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))}).")
-        values = dict(data)
         if isinstance(values.get("augment"), dict):
             values["augment"] = AugmentConfig.from_dict(values["augment"])
         return cls(**values)
@@ -121,29 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="leave out of training but keep in validation, so the threshold is chosen with an unseen generator")
     parser.add_argument("--patience", type=int)
     parser.add_argument("--keep-checkpoint", action="store_true", default=None, dest="keep_checkpoint")
-    parser.add_argument("--npr", action="store_true", default=None,
-                        help="feed the model the NPR residual x - up(down(x)) instead of pixels (use with crop preprocessing)")
-    parser.add_argument("--fakes-from-reals", type=float, dest="fakes_from_reals",
-                        help="share of real training samples re-upsampled like a generator's last layer and labelled fake")
-    parser.add_argument("--frozen-blocks", type=int, dest="frozen_blocks",
-                        help="keep the stem and the first N blocks (weights and BatchNorm statistics) as pretrained")
-    parser.add_argument("--full-resolution-stem", action="store_true", default=None, dest="full_resolution_stem",
-                        help="run the stem convolution at stride 1, so no pixel is skipped before the first block "
-                             "(every feature map doubles in side: about 4x the compute at the same input size)")
-    parser.add_argument("--kept-blocks", type=int, dest="kept_blocks",
-                        help="keep only the stem and the first N blocks, with a 1x1 head averaged over positions: a patch "
-                             "classifier whose small receptive field cannot see a whole face (0: every block)")
-    parser.add_argument("--linear-probe", action="store_true", default=None, dest="linear_probe",
-                        help="before the first epoch, fit the head as a logistic regression on the frozen pretrained "
-                             "features, then fine-tune everything from it (LP-FT)")
-    parser.add_argument("--mixup", type=float, dest="mixup_alpha",
-                        help="Beta alpha of mixup: blend each face with another and mix their labels alike (timm Mixup)")
-    parser.add_argument("--cutmix", type=float, dest="cutmix_alpha",
-                        help="Beta alpha of CutMix: paste a box of another face, labels mixed by area; with --mixup, "
-                             "each batch takes one of the two at random")
-    parser.add_argument("--sam", type=float, dest="sam_rho",
-                        help="sharpness-aware minimisation with this radius (0.05 is usual): each step takes the "
-                             "gradient at the worst weights nearby, two forward and backward passes per step")
     parser.add_argument("--test-time-flip", action="store_true", default=None, dest="test_time_flip",
                         help="score each face and its mirror image and average the logits (validation and the model folder)")
     parser.add_argument("--feature-blocks", type=int, nargs="+", dest="feature_blocks",
@@ -165,9 +131,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
     for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed", "split_seed",
                  "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
-                 "keep_checkpoint", "test_time_flip", "npr", "fakes_from_reals", "frozen_blocks",
-                 "full_resolution_stem", "kept_blocks", "linear_probe", "mixup_alpha", "cutmix_alpha",
-                 "sam_rho", "feature_blocks", "feature_tokens", "probe_c", "train_views", "face_crop"):
+                 "keep_checkpoint", "test_time_flip", "feature_blocks", "feature_tokens", "probe_c", "train_views",
+                 "face_crop"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig.from_dict(values)

@@ -1,5 +1,4 @@
-"""Training samples: image -> (sometimes) a fake made from a real -> (sometimes) neutral re-encoding -> the detector's
-face crop -> augmentation."""
+"""Training samples: image -> (sometimes) neutral re-encoding -> the detector's face crop -> augmentation."""
 from __future__ import annotations
 
 import random
@@ -16,8 +15,6 @@ from tqdm import tqdm
 
 from hub_utils.faces import Face, FaceFinder, FaceSettings, face_regions
 from hub_utils.images import ImageError, load_image
-from hub_utils.model_folder import FAKE_INDEX, REAL_INDEX
-from training.augment import generator_upsample
 from training.perturb import NEUTRAL_SIZE, neutral_reencode
 
 Augment = Callable[[np.ndarray, np.ndarray | None], torch.Tensor]
@@ -43,20 +40,16 @@ def neutral_face(face: Face, size: tuple[int, int]) -> Face:
 
 
 class FaceCropDataset(torch.utils.data.Dataset):
-    """(tensor, label) pairs; faces come from the shared content-hash cache, the largest face is the sample.
-
-    With `fakes_from_reals`, that share of real samples is passed through `generator_upsample` and labelled fake.
-    """
+    """(tensor, label) pairs; faces come from the shared content-hash cache, the largest face is the sample."""
 
     def __init__(self, dataset: datasets.Dataset, augment: Augment, face_settings: FaceSettings,
-                 face_cache: str | None, neutral_p: float, fakes_from_reals: float = 0.0) -> None:
+                 face_cache: str | None, neutral_p: float) -> None:
         self.dataset = dataset
         self.labels = np.asarray(dataset["label"])
         self.augment = augment
         self.face_settings = face_settings
         self.face_cache = face_cache
         self.neutral_p = neutral_p
-        self.fakes_from_reals = fakes_from_reals
         self._finder: FaceFinder | None = None
 
     def __len__(self) -> int:
@@ -75,14 +68,11 @@ class FaceCropDataset(torch.utils.data.Dataset):
         except ImageError:  # unusable rows are dropped before training; stay robust to a late surprise
             image = Image.new("RGB", (64, 64))
         faces = self.finder.find(image)
-        label = int(self.labels[index])
-        if label == REAL_INDEX and random.random() < self.fakes_from_reals:
-            image, label = generator_upsample(image, random), FAKE_INDEX
         if random.random() < self.neutral_p:
             faces = [neutral_face(face, image.size) for face in faces]
             image = neutral_reencode(image)
         region, _, landmarks = face_regions(image, faces, self.face_settings)[0]
-        return self.augment(np.asarray(region), landmarks), label
+        return self.augment(np.asarray(region), landmarks), int(self.labels[index])
 
 
 def cache_faces(dataset: datasets.Dataset, finder: FaceFinder) -> Counter[str]:

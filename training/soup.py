@@ -20,15 +20,13 @@ import torch
 from torch.optim.swa_utils import update_bn
 
 from hub_utils.model_folder import DeepfakeConfig, ModelFolderError
-from hub_utils.preprocess import model_input
 from training.config import TrainConfig
 from training.data import DataError
 from training.recalibrate import TRAIN_CONFIG_NAME, calibration_summary, read_trained_folder, refit
 from training.train import build_splits, train_loader
 
 # What the members must share: the network, what it sees, and the split it was fitted and calibrated on.
-RECIPE_KEYS = ("backbone", "image_size", "preprocessing", "split_seed", "face_margin", "exclude", "holdout", "npr",
-               "full_resolution_stem")
+RECIPE_KEYS = ("backbone", "image_size", "preprocessing", "split_seed", "face_margin", "exclude", "holdout")
 
 
 def check_recipe(folders: list[Path], configs: list[TrainConfig], deepfakes: list[DeepfakeConfig]) -> None:
@@ -66,7 +64,7 @@ def soup(folders: list[Path], data: list[str], output: Path, batchnorm_batches: 
         torch.manual_seed(config.seed)
         loader = train_loader(config, splits["train"], model.pretrained_cfg,
                               num_samples=batchnorm_batches * config.batch_size)
-        update_bn((model_input(inputs, config.npr) for inputs, _ in loader), model)
+        update_bn(loader, model)  # it feeds the inputs of each (inputs, labels) batch
 
     output.mkdir(parents=True, exist_ok=True)
     (output / TRAIN_CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")

@@ -25,18 +25,15 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
-from timm.data import Mixup
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from hub_utils.card import write_model_card
 from hub_utils.detector import Detector
 from hub_utils.faces import FaceFinder, FaceSettings
-from hub_utils.model_folder import (SEEN_IMAGES_NAME, DeepfakeConfig, ModelFolderError, change_architecture,
-                                    save_model_folder)
-from hub_utils.preprocess import model_input
+from hub_utils.model_folder import SEEN_IMAGES_NAME, DeepfakeConfig, ModelFolderError, save_model_folder
 from training.augment import build_train_transform
-from training.backbone import PretrainedError, create_backbone, freeze_early, unfreeze_early
+from training.backbone import PretrainedError, create_backbone
 from training.calibrate import fit_calibration, fold_temperature
 from training.config import TrainConfig, build_parser, resolve_config
 from training.data import LABEL_NAMES, DataError, drop_unusable, load_sources, source_name, split_dataset
@@ -44,9 +41,7 @@ from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_w
 from training.deepfake_metrics import compute_metrics
 from training.frozen_head import train_frozen_head
 from training.perturb import neutral_reencode
-from training.probe import fit_linear_probe
 from training.report import plot_training_curves
-from training.sharpness import worst_nearby_weights
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_NAME = "state.pt"
@@ -125,41 +120,24 @@ class Validator:
 
 
 def deepfake_config(config: TrainConfig, **values: Any) -> DeepfakeConfig:
-    return DeepfakeConfig(preprocessing=config.preprocessing, test_time_flip=config.test_time_flip, npr=config.npr,
-                          full_resolution_stem=config.full_resolution_stem, kept_blocks=config.kept_blocks, face_crop=FaceSettings(margin=config.face_margin), **values)
-
-
-def label_mixing(config: TrainConfig) -> Mixup | None:
-    """timm's mixup/CutMix on whole batches (each paired with its reverse), or None when both are off."""
-    if not (config.mixup_alpha or config.cutmix_alpha):
-        return None
-    return Mixup(mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha, label_smoothing=0.0, num_classes=2)
+    return DeepfakeConfig(preprocessing=config.preprocessing, test_time_flip=config.test_time_flip,
+                          face_crop=FaceSettings(margin=config.face_margin), **values)
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, config: TrainConfig, epoch: int) -> float:
     """One pass over the balanced sampler; returns the mean loss."""
     model.train()
-    mixing = label_mixing(config)
     losses = []
     steps = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
     progress = tqdm(total=steps, desc=f"epoch {epoch}", file=sys.stderr, disable=not accelerator.is_main_process)
     for step, (inputs, labels) in enumerate(loader):
         if step >= steps:
             break
-        targets = labels
-        if mixing:  # soft targets: the share of each class in the mixed face
-            inputs, targets = mixing(inputs, labels)
-        inputs = model_input(inputs, config.npr)
         if config.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with accelerator.autocast():
-            loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+            loss = torch.nn.functional.cross_entropy(model(inputs), labels)
         accelerator.backward(loss)
-        if config.sam_rho:  # the step's gradient comes from the worst weights nearby
-            with worst_nearby_weights(model, config.sam_rho):
-                optimizer.zero_grad(set_to_none=True)
-                with accelerator.autocast():
-                    accelerator.backward(torch.nn.functional.cross_entropy(model(inputs), targets))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -209,7 +187,7 @@ def train_loader(config: TrainConfig, split: datasets.Dataset, data_config: dict
     transform = build_train_transform(config.augment, config.image_size, data_config["mean"], data_config["std"],
                                       config.seed)  # workers reseed it from their own seeds
     dataset = FaceCropDataset(split, transform, FaceSettings(margin=config.face_margin), config.face_cache,
-                              config.neutral_p, config.fakes_from_reals)
+                              config.neutral_p)
     sampler = torch.utils.data.WeightedRandomSampler(balanced_weights(dataset.labels, list(split["generator"])),
                                                      num_samples or len(dataset))
     return torch.utils.data.DataLoader(dataset, config.batch_size, sampler=sampler, num_workers=config.num_workers,
@@ -240,26 +218,19 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
         raise FileExistsError(f"{output} holds an unfinished run; pass --resume to continue it or choose another --output.")
     set_seed(config.seed)  # Python, numpy and torch: augmentation draws repeat with num_workers=0 too
     model = create_backbone(config.backbone, config.pretrained, config.image_size)
-    change_architecture(model, deepfake_config(config))
-    freeze_early(model, config.frozen_blocks)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     splits = build_splits(config)
     check_trainable(splits, config.batch_size)
     face_finder = FaceFinder(config.face_cache)
     loader = train_loader(config, splits["train"], model.pretrained_cfg)
-    resuming = resume and state_path.is_file()
-    if config.linear_probe and not resuming:  # before `prepare`, which gives every process process 0's weights
-        accuracy = fit_linear_probe(model.to(accelerator.device), loader, config.npr, config.channels_last)
-        accelerator.print(f"linear probe on frozen features: training accuracy {accuracy:.3f}")
-    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]  # not --frozen-blocks
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_epochs * steps_per_epoch),
                                                 config.epochs * steps_per_epoch)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "stale": 0}
-    if resuming:
+    if resume and state_path.is_file():
         saved = torch.load(state_path, map_location="cpu", weights_only=True)
         accelerator.unwrap_model(model).load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -307,7 +278,6 @@ def finish(model: torch.nn.Module, splits: datasets.DatasetDict, validator: Vali
     checkpoint = output / CHECKPOINT_DIR
     model.load_state_dict(load_file(checkpoint / BEST_NAME))
     model.eval()
-    unfreeze_early(model, config.frozen_blocks)
     deepfake = calibrate(model, validator, config)
     deepfake.training_data = {**data_summary(splits, config), "backbone": config.backbone,
                               "pretrained": config.pretrained, "image_size": config.image_size}
