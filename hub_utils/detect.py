@@ -72,7 +72,7 @@ def score_paths(ensemble: Ensemble, paths: Sequence[str], batch_size: int, face_
     for start in tqdm(range(0, len(paths), batch_size), desc="detect", unit="batch", file=sys.stderr,
                       disable=not show_progress):
         chunk = paths[start:start + batch_size]
-        for path, result in zip(chunk, ensemble.predict(chunk, chunk, face_crop, batch_size)):
+        for path, result in zip(chunk, ensemble.predict(chunk, chunk, batch_size=batch_size, face_crop=face_crop)):
             scores = [*result.members.items(), *([(ENSEMBLE_NAME, result.ensemble)] if with_ensemble else [])]
             for model, score in sorted(scores, key=lambda item: item[0] != headline):
                 rows.extend(rows_for(path, model, score, thresholds[model], model == headline))

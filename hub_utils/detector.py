@@ -15,7 +15,7 @@ from scipy.special import expit
 
 from .faces import Face, FaceFinder, FaceSettings, face_regions
 from .hub import resolve_model_source, split_revision
-from .images import ImageError, ImageInput, load_image
+from .images import ImageError, ImageInput, load_image, load_images
 from .model_folder import FAKE_INDEX, REAL_INDEX, DeepfakeConfig, load_model, read_config
 from .preprocess import build_preprocess
 
@@ -91,11 +91,17 @@ class Detector:
 
     def regions(self, image: Image.Image, face_crop: bool | None = None) -> list[tuple[Image.Image, Face | None]]:
         """The regions this model scores in an RGB image (faces, or the whole image)."""
+        return self.regions_of_many([image], face_crop)[0]
+
+    def regions_of_many(self, images: Sequence[Image.Image],
+                        face_crop: bool | None = None) -> list[list[tuple[Image.Image, Face | None]]]:
+        """`regions` of several RGB images, their faces found in batches (`FaceFinder.find_many`)."""
         settings = self.deepfake.face_crop
         if face_crop is not None:
             settings = FaceSettings(face_crop, settings.margin, settings.min_face_size)
-        faces = self.face_finder.find(image) if settings.enabled else []
-        return [(region, face) for region, face, _ in face_regions(image, faces, settings)]
+        found = self.face_finder.find_many(images) if settings.enabled else [[] for _ in images]
+        return [[(region, face) for region, face, _ in face_regions(image, faces, settings)]
+                for image, faces in zip(images, found)]
 
     @torch.inference_mode()
     def fake_logits(self, batch: torch.Tensor) -> torch.Tensor:
@@ -121,7 +127,7 @@ class Detector:
         flat = np.concatenate(logits) if logits else np.zeros(0)
         return expit(np.array([flat[owners == i].mean() for i in range(len(inputs))], dtype=np.float64))
 
-    def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None, batch_size: int = 32,
+    def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None, *, batch_size: int = 32,
                 face_crop: bool | None = None) -> list[ImageScore]:
         """Score images (paths, bytes, arrays or PIL images); a bad image gets an `error`, never an exception."""
         names = list(names) if names is not None else [name_of(image, i) for i, image in enumerate(images)]
@@ -133,17 +139,17 @@ class Detector:
 
     def _predict_chunk(self, images: Sequence[ImageInput], names: Sequence[str], batch_size: int,
                        face_crop: bool | None) -> list[ImageScore]:
-        results, pending = [], []
-        for image, name in zip(images, names):
-            result = ImageScore(name)
-            results.append(result)
-            try:
-                rgb = load_image(image, name)
-            except ImageError as error:
-                result.error = str(error)
-                continue
-            for index, (region, face) in enumerate(self.regions(rgb, face_crop)):
-                box = _clip_box(face.box, rgb.size) if face else (0, 0, rgb.width, rgb.height)
+        """Decode in parallel, find faces in batches, then score every region in batches."""
+        results = [ImageScore(name) for name in names]
+        loaded = load_images(images, names)
+        usable = [(result, image) for result, image in zip(results, loaded) if not isinstance(image, ImageError)]
+        for result, image in zip(results, loaded):
+            if isinstance(image, ImageError):
+                result.error = str(image)
+        pending = []
+        for (result, image), regions in zip(usable, self.regions_of_many([image for _, image in usable], face_crop)):
+            for index, (region, face) in enumerate(regions):
+                box = _clip_box(face.box, image.size) if face else (0, 0, image.width, image.height)
                 pending.append((result, None if face is None else index, box, region))
         probabilities = self.score_regions([region for *_, region in pending], batch_size)
         for (result, face, box, _), probability in zip(pending, probabilities):

@@ -5,14 +5,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .detector import Detector, FaceScore, ImageScore, load_detector, name_of, verdict_for
-from .images import ImageError, ImageInput, load_image
+from .images import ImageError, ImageInput, load_images
 from .model_folder import ModelFolderError
 
 ENSEMBLE_NAME = "ensemble"
@@ -36,28 +36,23 @@ class Ensemble:
 
     detectors: list[Detector]
     threshold: float = 0.5
-    notes: dict = field(default_factory=dict)
 
-    def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None,
-                face_crop: bool | None = None, batch_size: int = 32) -> list[EnsembleResult]:
+    def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None, *, batch_size: int = 32,
+                face_crop: bool | None = None) -> list[EnsembleResult]:
         """Load each image once, score it with every member, and average face by face."""
         names = list(names) if names is not None else [name_of(image, i) for i, image in enumerate(images)]
-        loaded: list[ImageInput] = []
-        for image, name in zip(images, names):
-            try:
-                loaded.append(load_image(image, name))
-            except ImageError as error:
-                loaded.append(error)  # type: ignore[arg-type]
+        loaded = load_images(images, names)
         scorable = [i for i, image in enumerate(loaded) if not isinstance(image, ImageError)]
-        per_model = {d.name: d.predict([loaded[i] for i in scorable], [names[i] for i in scorable], batch_size,
-                                       face_crop) for d in self.detectors}
+        per_model = {d.name: dict(zip(scorable, d.predict([loaded[i] for i in scorable], [names[i] for i in scorable],
+                                                          batch_size=batch_size, face_crop=face_crop)))
+                     for d in self.detectors}
         results = []
         for position, (image, name) in enumerate(zip(loaded, names)):
             if isinstance(image, ImageError):
                 failed = ImageScore(name, error=str(image))
                 results.append(EnsembleResult({d.name: failed for d in self.detectors}, failed))
                 continue
-            members = {model: scores[scorable.index(position)] for model, scores in per_model.items()}
+            members = {model: scores[position] for model, scores in per_model.items()}
             results.append(EnsembleResult(members, self._combine(name, list(members.values()))))
         return results
 

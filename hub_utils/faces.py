@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from PIL import Image
 from .images import content_hash
 
 DETECTION_MAX_SIDE = 640
+DETECTION_BATCH = 16  # images of one size that MTCNN takes in one call
 MIN_CONFIDENCE = 0.9
 
 
@@ -57,39 +59,60 @@ class FaceFinder:
             self._mtcnn = MTCNN(keep_all=True, device="cpu", min_face_size=FaceSettings().min_face_size)
         return self._mtcnn
 
-    def _detect(self, image: Image.Image) -> list[Face]:
+    @staticmethod
+    def _detection_view(image: Image.Image) -> tuple[Image.Image, float] | None:
+        """The image as MTCNN sees it (longer side at most DETECTION_MAX_SIDE) and its scale; None when even the
+        smallest face MTCNN looks for cannot fit (a strip, once shrunk)."""
         scale = min(1.0, DETECTION_MAX_SIDE / max(image.size))
         small = image if scale == 1.0 else image.resize(
             (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
-        if min(small.size) < FaceSettings().min_face_size:
-            return []  # no face of the smallest size MTCNN looks for fits (a strip, once shrunk for detection)
+        return None if min(small.size) < FaceSettings().min_face_size else (small, scale)
+
+    def _detect_batch(self, views: list[tuple[Image.Image, float]]) -> list[list[Face]]:
+        """MTCNN on images of one size in a single batched call; faces in original pixels, largest first."""
         with self._lock:
-            boxes, probs, points = self._detector().detect(small, landmarks=True)
-        if boxes is None:
-            return []
-        boxes = np.asarray(boxes, dtype=np.float64) / scale
-        points = np.asarray(points, dtype=np.float64) / scale
-        faces = [
-            Face(tuple(float(v) for v in box), tuple((float(x), float(y)) for x, y in marks), float(prob))
-            for box, prob, marks in zip(boxes, np.asarray(probs, dtype=np.float64), points)
-            if prob >= MIN_CONFIDENCE
-        ]
-        return sorted(faces, key=lambda face: -(face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
+            boxes, probs, points = self._detector().detect([small for small, _ in views], landmarks=True)
+        return [_faces(image_boxes, image_probs, image_points, scale)
+                for image_boxes, image_probs, image_points, (_, scale) in zip(boxes, probs, points, views)]
 
     def find(self, image: Image.Image, key: str | None = None) -> list[Face]:
         """Faces in an RGB image, largest first; `key` overrides the content hash as cache key."""
-        key = key or content_hash(image)
-        if key in self._memory:
-            self._memory.move_to_end(key)
-            return self._memory[key]
-        faces = self._read_disk(key)
-        if faces is None:
-            faces = self._detect(image)
-            self._write_disk(key, faces)
+        return self.find_many([image], [key] if key else None)[0]
+
+    def find_many(self, images: Sequence[Image.Image], keys: Sequence[str] | None = None) -> list[list[Face]]:
+        """`find` for several images: those not cached are detected in batches of one detection size each."""
+        keys = list(keys) if keys is not None else [content_hash(image) for image in images]
+        found: dict[str, list[Face]] = {}
+        by_size: dict[tuple[int, int], list[tuple[str, tuple[Image.Image, float]]]] = {}
+        for image, key in zip(images, keys):
+            if key in found:
+                continue
+            cached = self._memory.get(key)
+            cached = cached if cached is not None else self._read_disk(key)
+            if cached is not None:
+                found[key] = cached
+                continue
+            view = self._detection_view(image)
+            if view is None:
+                found[key] = []
+                self._write_disk(key, [])
+            else:
+                by_size.setdefault(view[0].size, []).append((key, view))
+        for group in by_size.values():
+            for start in range(0, len(group), DETECTION_BATCH):
+                chunk = group[start:start + DETECTION_BATCH]
+                for (key, _), faces in zip(chunk, self._detect_batch([view for _, view in chunk])):
+                    found[key] = faces
+                    self._write_disk(key, faces)
+        for key in keys:
+            self._remember(key, found[key])
+        return [found[key] for key in keys]
+
+    def _remember(self, key: str, faces: list[Face]) -> None:
         self._memory[key] = faces
+        self._memory.move_to_end(key)
         if len(self._memory) > self._memory_items:
             self._memory.popitem(last=False)
-        return faces
 
     def _read_disk(self, key: str) -> list[Face] | None:
         path = self._cache_dir / f"{key}.json" if self._cache_dir else None
@@ -103,6 +126,17 @@ class FaceFinder:
         tmp = self._cache_dir / f"{key}.json.tmp"
         tmp.write_text(json.dumps([asdict(face) for face in faces]))
         tmp.replace(self._cache_dir / f"{key}.json")
+
+
+def _faces(boxes: np.ndarray | None, probs: np.ndarray | None, points: np.ndarray | None, scale: float) -> list[Face]:
+    """MTCNN's output for one image as confident faces in original pixels, largest first."""
+    if boxes is None:
+        return []
+    boxes = np.asarray(boxes, dtype=np.float64) / scale
+    points = np.asarray(points, dtype=np.float64) / scale
+    faces = [Face(tuple(float(v) for v in box), tuple((float(x), float(y)) for x, y in marks), float(prob))
+             for box, prob, marks in zip(boxes, np.asarray(probs, dtype=np.float64), points) if prob >= MIN_CONFIDENCE]
+    return sorted(faces, key=lambda face: -(face.box[2] - face.box[0]) * (face.box[3] - face.box[1]))
 
 
 def crop_box(face: Face, size: tuple[int, int], margin: float) -> tuple[int, int, int, int]:

@@ -6,6 +6,8 @@ import io
 import math
 import os
 import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Union
 
@@ -19,6 +21,7 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 250_000_000  # more is refused as a decompression bomb (phone cameras reach 200 megapixels)
 WORKING_PIXELS = 40_000_000  # more is reduced while decoding (JPEG) or right after, never refused
 MIN_SIDE = 32
+DECODE_WORKERS = min(8, os.cpu_count() or 1)  # threads that decode the images of one batch
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -106,6 +109,21 @@ def load_image(source: ImageInput, name: str | None = None) -> Image.Image:
         return to_rgb(_open_bytes(source, name or "upload"), name or "upload")
     label = name or str(source)
     return to_rgb(_open_bytes(_read_path(source), label), label)
+
+
+def load_images(sources: Sequence[ImageInput], names: Sequence[str]) -> list[Image.Image | ImageError]:
+    """`load_image` for many images, decoded by a thread pool (Pillow decodes outside the GIL); an image that cannot
+    be loaded is its `ImageError`, in its place."""
+    def load(source: ImageInput, name: str) -> Image.Image | ImageError:
+        try:
+            return load_image(source, name)
+        except ImageError as error:
+            return error
+
+    if len(sources) < 2:
+        return [load(source, name) for source, name in zip(sources, names)]
+    with ThreadPoolExecutor(min(DECODE_WORKERS, len(sources))) as pool:
+        return list(pool.map(load, sources, names))
 
 
 def content_hash(image: Image.Image) -> str:

@@ -102,3 +102,23 @@ def test_hub_layout_loads_from_a_path_string(model_dir: Path) -> None:
     detector = load_detector(str(model_dir))
     assert detector.name == model_dir.name and detector.revision == "local"
     assert detector.threshold == json.loads((model_dir / "config.json").read_text())["deepfake"]["threshold"]
+
+
+def test_the_batch_path_scores_as_one_image_at_a_time(faces_dir: Path) -> None:
+    """Decoding in parallel and finding faces in batches change nothing: on real and fake photos of several sources
+    and sizes, a batch gets the faces, P(fake) (within 1e-3) and verdicts of each photo scored alone."""
+    from hub_utils.ensemble import DEFAULT_MODELS_DIR
+    from hub_utils.faces import FaceFinder
+
+    paths = [str(next(source.glob(f"{label}/**/*.jpg")))
+             for source in sorted(p for p in faces_dir.iterdir() if p.is_dir()) for label in ("real", "fake")
+             if next(source.glob(f"{label}/**/*.jpg"), None)]
+    assert len({Image.open(path).size for path in paths}) > 2
+    folder = DEFAULT_MODELS_DIR / "effnet-lite2-resize224-soup"
+    batch = load_detector(folder, face_finder=FaceFinder()).predict(paths, batch_size=32)
+    alone = [load_detector(folder, face_finder=FaceFinder()).predict([path])[0] for path in paths]
+    for together, single in zip(batch, alone):
+        assert [face.box for face in together.faces] == [face.box for face in single.faces], together.name
+        assert [face.fake_probability for face in together.faces] == pytest.approx(
+            [face.fake_probability for face in single.faces], abs=1e-3)
+        assert [face.verdict for face in together.faces] == [face.verdict for face in single.faces]
