@@ -1,8 +1,9 @@
 """Hugging Face Space entry point: load the configured models once, build the app from `space/`, launch it.
 
 Models come from `space/models.json` or `DEEPFAKE_MODELS="folder,owner/name@rev"` (default: the models that
-`models/defaults.json` names); see `space/config.py`. Gradio's own `GRADIO_SERVER_NAME`, `GRADIO_SERVER_PORT` and `GRADIO_TEMP_DIR`
-choose the address, the port and where uploads land. Importing this module loads nothing and calls no network.
+`models/defaults.json` names); see `space/config.py`. Gradio's own `GRADIO_SERVER_NAME`, `GRADIO_SERVER_PORT` and
+`GRADIO_TEMP_DIR` choose the address, the port and where uploads land. Importing this module loads nothing and calls
+no network.
 
     python app.py
 """

@@ -50,7 +50,8 @@ def generated_dataset(count: int, size: int = 256) -> datasets.Dataset:
     images = [Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((size, size), Image.BICUBIC)
               for _ in range(count)]
     return datasets.Dataset.from_dict({"image": images, "label": [i % 2 for i in range(count)]},
-                                      features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
+                                      features=datasets.Features({"image": datasets.Image(),
+                                                                  "label": datasets.Value("int64")}))
 
 
 def load_bench_data(data: Path, count: int, seed: int) -> tuple[datasets.Dataset, str]:

@@ -21,8 +21,8 @@ in --runs.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,8 +32,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from bench.leave_one_out import (FAMILIES, METRIC_HEADER, every_row, exclusion_rules, held_out_masks, metric_cells,
-                                 row_figures, rule_mask, save_rows)
+from bench.leave_one_out import (
+    FAMILIES,
+    METRIC_HEADER,
+    every_row,
+    exclusion_rules,
+    held_out_masks,
+    metric_cells,
+    row_figures,
+    rule_mask,
+    save_rows,
+)
 from hub_utils.detector import Detector, load_detector
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble
 from hub_utils.faces import FaceFinder, FaceSettings
@@ -94,7 +103,8 @@ def cached_features(rows, args: argparse.Namespace) -> np.ndarray:
 def masks_for(splits: np.ndarray, labels: np.ndarray, left_out: np.ndarray, threshold_from: np.ndarray
               ) -> dict[str, np.ndarray]:
     """Rows to fit on (neither mask), to choose the threshold on (validation + `threshold_from`), and to score: the
-    left-out rows with the test split's class they lack, and the seen test rows (both the test split if nothing is out)."""
+    left-out rows with the test split's class they lack, and the seen test rows (both the test split if nothing is
+    out)."""
     unseen, seen = held_out_masks(splits, labels, left_out)
     outside = ~left_out & ~threshold_from
     return {"train": outside & (splits == "train"), "validation": (outside & (splits == "validation")) | threshold_from,
@@ -155,9 +165,11 @@ def format_table(rows: list[dict]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", nargs="+", default=["../shared/data/faces"])
-    parser.add_argument("--backbone", default="tf_efficientnet_lite0", help="an EfficientNet-Lite with packaged weights")
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0",
+                        help="an EfficientNet-Lite with packaged weights")
     parser.add_argument("--image-size", type=int, default=224, dest="image_size")
-    parser.add_argument("--blocks", type=int, nargs="+", default=[0, 1, 2, 3], help="indices into the backbone's blocks")
+    parser.add_argument("--blocks", type=int, nargs="+", default=[0, 1, 2, 3],
+                        help="indices into the backbone's blocks")
     parser.add_argument("--head", action="store_true", help="the classifier's pooled features instead of --blocks")
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--sources", nargs="+", default=[], help="source names to leave out too, one row each")
@@ -205,7 +217,8 @@ def main() -> None:
         if name in fuse and source == "validation":
             scored = masks["validation"] | masks["unseen"] | masks["seen"]
             model = detector_scores([fuse[name]], every, scored, args.face_cache)
-            runs += [(f"fine-tuned {fuse[name]}", model), (f"{features} + fine-tuned {fuse[name]}", fused(probe, model))]
+            runs += [(f"fine-tuned {fuse[name]}", model),
+                     (f"{features} + fine-tuned {fuse[name]}", fused(probe, model))]
         new_rows += [{"features": label, "split_seed": args.split_seed, "left_out": name, "threshold_from": source,
                       "C": args.C, **scored_row(scores, labels, masks)} for label, scores in runs]
     print(format_table(save_rows(args.output, new_rows, probe_key)))

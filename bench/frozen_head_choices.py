@@ -116,8 +116,9 @@ SUMMARY_KEYS = ("mean_auc", "mean_balanced_accuracy", "worst_family_auc", "worst
 def format_table(records: list[dict]) -> str:
     """One Markdown row per crop and candidate: its `summary` (the perturbed validation view was measured at 804356a,
     where that view existed)."""
-    lines = ["| crop | candidate | mean unseen AUC | mean unseen bal. acc. | worst family AUC | worst family bal. acc. | "
-             "worst real recall | validation bal. acc. (nothing left out) | the same, perturbed (commit 804356a) |", "|---" * 9 + "|"]
+    lines = ["| crop | candidate | mean unseen AUC | mean unseen bal. acc. | worst family AUC | "
+             "worst family bal. acc. | worst real recall | validation bal. acc. (nothing left out) | "
+             "the same, perturbed (commit 804356a) |", "|---" * 9 + "|"]
     for record in records:
         values = [record["summary"].get(key) for key in SUMMARY_KEYS]
         cells = " | ".join(f"{value:.3f}" if value is not None else "" for value in values)
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.frozen_head_choices", description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, required=True, help="the recipe (a training.train config)")
     parser.add_argument("--candidates", nargs="+", default=DEFAULT_CANDIDATES,
-                        help="settings to compare, e.g. blocks=6,8,10,12/tokens=cls+patch/c=0.05/flip=1/views=neutral+raw")
+                        help="settings to compare, e.g. "
+                             "blocks=6,8,10,12/tokens=cls+patch/c=0.05/flip=1/views=neutral+raw")
     parser.add_argument("--face-margin", default=None, help="a face margin, or 'whole' for whole images")
     parser.add_argument("--left-out", nargs="+", default=LEFT_OUTS)
     parser.add_argument("--output", type=Path, default=Path("reports/frozen_head_choices.json"))

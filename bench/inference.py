@@ -17,6 +17,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,7 @@ def measure(source: str, paths: list[str], device: str) -> dict:
     started = time.perf_counter()
     fresh.predict(paths, batch_size=32)
     fresh_rate = len(paths) / (time.perf_counter() - started)
-    cached = {size: len(paths) / best_seconds(lambda: detector.predict(paths, batch_size=size)) for size in (1, 32)}
+    cached = {size: len(paths) / best_seconds(partial(detector.predict, paths, batch_size=size)) for size in (1, 32)}
     bare = {size: bare_forward_rate(detector, inputs, size) for size in (1, 32)}
     return {"device": device, "model": detector.name, "images": len(paths), "threads": torch.get_num_threads(),
             "views_per_face": 2 if detector.deepfake.test_time_flip else 1,

@@ -76,7 +76,8 @@ def every_row(config: TrainConfig) -> tuple[datasets.Dataset, np.ndarray]:
 
 
 def held_out_masks(split_names: np.ndarray, labels: np.ndarray, left_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unseen, seen): every left-out row plus the test split's rows of a class they lack; the test split without them."""
+    """(unseen, seen): every left-out row plus the test split's rows of a class they lack; the test split without
+    them."""
     seen = (split_names == "test") & ~left_out
     return left_out | (seen & ~np.isin(labels, labels[left_out])), seen
 
@@ -118,7 +119,8 @@ def variant_of(args: argparse.Namespace) -> str:
     parts = [args.config.stem] if args.config else []
     parts += [f"{args.image_size}px"] if args.image_size not in (None, base.image_size) else []
     parts += [f"epochs={args.epochs}"] if args.epochs not in (None, base.epochs) else []
-    parts += [f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in parse_settings(args.augment).items()]
+    parts += [f"{key}={json.dumps(value, separators=(',', ':'))}"
+              for key, value in parse_settings(args.augment).items()]
     return " ".join(parts)
 
 
@@ -172,7 +174,8 @@ def row_figures(unseen: dict, seen: dict) -> dict:
     return {"threshold": unseen["threshold"], "unseen_n_fake": unseen["per_class"]["fake"]["support"],
             "unseen_n_real": unseen["per_class"]["real"]["support"], "unseen_roc_auc": unseen["roc_auc"],
             "unseen_balanced_accuracy": unseen["balanced_accuracy"],
-            "unseen_fake_recall": unseen["per_class"]["fake"]["recall"], "real_recall": unseen["per_class"]["real"]["recall"],
+            "unseen_fake_recall": unseen["per_class"]["fake"]["recall"],
+            "real_recall": unseen["per_class"]["real"]["recall"],
             "seen_balanced_accuracy": seen["balanced_accuracy"], "seen_roc_auc": seen["roc_auc"]}
 
 

@@ -26,7 +26,6 @@ from training.calibrate import best_threshold
 from training.config import TrainConfig
 from training.recalibrate import TRAIN_CONFIG_NAME
 
-
 MEMBER_SEPARATOR = ","  # RUN,RUN: the ensemble of runs trained on one split
 SPLIT_KEYS = ("data", "split_seed", "exclude", "holdout")
 VALIDATION_RULE = "validation BA"

@@ -6,8 +6,8 @@ README.md's block comes from reports/test_raw.json and reports/test_neutral.json
 several --model) and reports/shortcut_audit.json (bench.shortcut_audit); docs/experiments.md's from
 reports/leave_one_out.json (bench.leave_one_out), reports/feature_probe.json (bench.feature_probe) and
 reports/operating_points.json (bench.operating_points); docs/benchmarks.md's from bench/results/ (bench.inference,
-bench.load). Each file's text outside its markers is left as it is. Each shipped model folder gets its recipe's leave-one-out results (`leave_one_out.json`) and a card rebuilt to show
-them.
+bench.load). Each file's text outside its markers is left as it is. Each shipped model folder gets its recipe's
+leave-one-out results (`leave_one_out.json`) and a card rebuilt to show them.
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def markers(name: str) -> tuple[str, str]:
 
 def model_table(raw: dict | None, neutral: dict, anchors: bool = True) -> str:
     """One row per model and setting: n, threshold, accuracy, balanced accuracy, AUC, recalls (and the anchors)."""
-    lines = ["| model | setting | n | threshold | accuracy | balanced acc. | ROC-AUC | real recall | fake recall | majority baseline |",
+    lines = ["| model | setting | n | threshold | accuracy | balanced acc. | ROC-AUC | real recall | fake recall | "
+             "majority baseline |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name in neutral:
         for setting, reports in (("raw files", raw), ("neutral re-encoding", neutral)):
@@ -58,7 +59,8 @@ def model_table(raw: dict | None, neutral: dict, anchors: bool = True) -> str:
                 continue
             r = reports[name]
             lines.append(f"| {name} | {setting} | {r['n']} | {fmt(r['threshold'])} | {fmt(r['accuracy'])} | "
-                         f"{fmt(r['balanced_accuracy'])} | {fmt(r['roc_auc'])} | {fmt(r['per_class']['real']['recall'])} | "
+                         f"{fmt(r['balanced_accuracy'])} | {fmt(r['roc_auc'])} | "
+                         f"{fmt(r['per_class']['real']['recall'])} | "
                          f"{fmt(r['per_class']['fake']['recall'])} | {fmt(r['majority_baseline']['accuracy'])} |")
     for label, accuracy in ANCHORS if anchors else ():
         lines.append(f"| *{label}* | challenge test set (other data) | 7000 | | {accuracy:.3f} | | | | | 0.714 |")
@@ -126,15 +128,19 @@ def write_model_folder_results(rows: list[dict], models_dir: Path) -> list[Path]
 
 
 FAMILY_NAMES = ("stylegan", "attribute_gans", "diffusion")
-LEAVE_ONE_OUT_RECIPES = {"clip-vitb16-probe": "CLIP probe (default)",
-                         "effnet-lite2-resize224-procaug epochs=5": "EfficientNet-Lite2 recipe (data before 2026-12-04)"}
-MODEL_RECIPES = {"clip-vitb16-probe": "clip-vitb16-probe",  # shipped model folder -> the leave-one-out recipe it follows
+LEAVE_ONE_OUT_RECIPES = {
+    "clip-vitb16-probe": "CLIP probe (default)",
+    "effnet-lite2-resize224-procaug epochs=5": "EfficientNet-Lite2 recipe (data before 2026-12-04)",
+}
+# shipped model folder -> the leave-one-out recipe it follows
+MODEL_RECIPES = {"clip-vitb16-probe": "clip-vitb16-probe",
                  "effnet-lite2-resize224-soup": "effnet-lite2-resize224-procaug epochs=5"}
 
 
 def speed_table(entries: list[dict]) -> str:
-    lines = ["| model | device | views per face | bare forward img/s (batch 1 / 32) | end to end, faces cached (1 / 32) | "
-             "end to end, new faces (32) | ms per face (batch 1) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | device | views per face | bare forward img/s (batch 1 / 32) | "
+             "end to end, faces cached (1 / 32) | end to end, new faces (32) | ms per face (batch 1) |",
+             "|---|---|---|---|---|---|---|"]
     for e in entries:
         lines.append(f"| {e['model']} | {e['device']}, {e['threads']} threads | {e['views_per_face']} | "
                      f"{e['batch_1_bare_forward_img_s']} / {e['bare_forward_img_s']} | "
@@ -159,8 +165,9 @@ def shipped_models_section(reports: Path, bench_results: Path = Path("bench/resu
                   model_table(raw, neutral),
                   "Balanced accuracy under the challenge perturbations (after neutral re-encoding):",
                   breakdown(neutral, "per_perturbation"),
-                  "Per generator and per source: the model card. Balanced accuracy on the processing-matched sources (real and fake files of one source alike in "
-                  "size and format, where the shortcut audit below sits at chance) and on the rest:",
+                  "Per generator and per source: the model card. Balanced accuracy on the processing-matched sources "
+                  "(real and fake files of one source alike in size and format, where the shortcut audit below sits "
+                  "at chance) and on the rest:",
                   breakdown(neutral, "per_processing")]
     if both:
         n = next(iter(both.values()))["n"]
@@ -217,25 +224,24 @@ def experiments_section(reports: Path) -> str:
     if loo:
         from bench.leave_one_out import TABLE_EPOCHS, format_table
 
-        parts += ["Leave one out (`python -m bench.leave_one_out`, commands above): a small EfficientNet-Lite0, 160 px and "
-                  f"{TABLE_EPOCHS} epochs, trained without a generator family, a source "
+        parts += ["Leave one out (`python -m bench.leave_one_out`, commands above): a small EfficientNet-Lite0, "
+                  f"160 px and {TABLE_EPOCHS} epochs, trained without a generator family, a source "
                   "(`A+B` rows: several sources, reals and fakes) or some generators (`generator=...` rows: the rest "
-                  "of their family still trains), "
-                  "then scored after neutral re-encoding on every left-out image plus the test split's images of the class they lack (its reals for a "
-                  "family, some generators or a fake-only source, its fakes for a real-only source, none for sources "
-                  "that hold both), at the run's validation "
-                  "threshold. Settings after the mode are changes to that recipe (`epochs=N`: trained N epochs; a config "
-                  "file's name, such as `effnet-lite2-resize224-procaug` or `clip-vitb16-probe`: that `training/configs` "
-                  "recipe instead of the small Lite0, with its own size, margin and hold-out; the CLIP head is "
-                  "fitted from cached features); a seed other than 0 also redraws the splits:",
+                  "of their family still trains), then scored after neutral re-encoding on every left-out image plus "
+                  "the test split's images of the class they lack (its reals for a family, some generators or a "
+                  "fake-only source, its fakes for a real-only source, none for sources that hold both), at the run's "
+                  "validation threshold. Settings after the mode are changes to that recipe (`epochs=N`: trained N "
+                  "epochs; a config file's name, such as `effnet-lite2-resize224-procaug` or `clip-vitb16-probe`: that "
+                  "`training/configs` recipe instead of the small Lite0, with its own size, margin and hold-out; the "
+                  "CLIP head is fitted from cached features); a seed other than 0 also redraws the splits:",
                   format_table(loo)]
     if choices:
         from bench.frozen_head_choices import format_table as choices_table
 
-        parts += ["Frozen CLIP head options (`python -m bench.frozen_head_choices`, commands in the CLIP section): each "
-                  "candidate fitted without each left-out group on the train split and calibrated on the validation "
-                  "split without it, scored on the group plus validation images of the class it lacks (the test split "
-                  "is never read); means and worst values over the eleven groups:", choices_table(choices)]
+        parts += ["Frozen CLIP head options (`python -m bench.frozen_head_choices`, commands in the CLIP section): "
+                  "each candidate fitted without each left-out group on the train split and calibrated on the "
+                  "validation split without it, scored on the group plus validation images of the class it lacks (the "
+                  "test split is never read); means and worst values over the eleven groups:", choices_table(choices)]
     if probe:
         from bench.feature_probe import format_table as probe_table
 

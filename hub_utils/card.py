@@ -10,8 +10,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .model_folder import CARD_NAME, CONFIG_NAME, EVALUATION_NAME, LEAVE_ONE_OUT_NAME
 
-DATA_TERMS = ("Trained on the project's face collection: FFHQ (CC BY-NC-SA 4.0), CelebA (non-commercial research), LFW and "
-              "StyleGAN outputs (NVIDIA non-commercial licences), and tiles from public repositories. The weights "
+DATA_TERMS = ("Trained on the project's face collection: FFHQ (CC BY-NC-SA 4.0), CelebA (non-commercial research), LFW "
+              "and StyleGAN outputs (NVIDIA non-commercial licences), and tiles from public repositories. The weights "
               "are the project's own work and, like their data, are for research and non-commercial use only.")
 FLIP_NOTE = (" for one view; `load_detector` averages the logits of each face and its mirror image, as the threshold "
              "and temperature were fitted, and timm or transformers users can do the same")
@@ -26,12 +26,13 @@ TIMM_DESCRIPTION = (
     "A real-vs-GAN face-image detector (`{architecture}`, {preprocessing} preprocessing at {size} px, face crop "
     "{face_crop}). Output: P(fake), calibrated by temperature scaling (folded into the classifier, so timm and "
     "transformers give the same probability{flip}).")
-LOAD_USAGE = """from hub_utils import load_detector            # this project's inference path: faces, crop, flip, calibration
-detector = load_detector("{name}")          # a local folder or "owner/name@revision" on the Hub
-print(detector.predict(["face.jpg"])[0].faces)"""
-CROP_TEXT = ("the regions the detector scores: `face_crops` cuts a square around each MTCNN face box, its side grown by "
-             "`deepfake.face_crop.margin` times the box's side on each side and kept inside the image (the whole image "
-             "when no face is found)")
+LOAD_USAGE = (
+    "from hub_utils import load_detector            # this project's inference path: faces, crop, flip, calibration\n"
+    'detector = load_detector("{name}")          # a local folder or "owner/name@revision" on the Hub\n'
+    'print(detector.predict(["face.jpg"])[0].faces)')
+CROP_TEXT = ("the regions the detector scores: `face_crops` cuts a square around each MTCNN face box, its side grown "
+             "by `deepfake.face_crop.margin` times the box's side on each side and kept inside the image (the whole "
+             "image when no face is found)")
 CROP_USAGE = """from hub_utils import face_crops
 crops = face_crops("{name}", "face.jpg")     # PIL images, one per face"""
 TIMM_USAGE = """```python
@@ -175,7 +176,8 @@ def leave_one_out_markdown(folder: Path) -> str:
              "The recipe trained again without each group, scored on it after neutral re-encoding at "
              f"{record['threshold']}; recall is that of the left-out class.", "",
              "| left out | kind | ROC-AUC | balanced accuracy | recall |", "|---|---|---|---|---|"]
-    lines += [f"| {r['left_out']} | {r['kind']} | {r['roc_auc']:.3f} | {r['balanced_accuracy']:.3f} | {r['recall']:.3f} |"
+    lines += [f"| {r['left_out']} | {r['kind']} | {r['roc_auc']:.3f} | {r['balanced_accuracy']:.3f} | "
+              f"{r['recall']:.3f} |"
               for r in record["results"]]
     return "\n".join(lines)
 
@@ -200,7 +202,8 @@ def _initialisation(training_data: dict[str, Any], frozen: bool) -> str:
     elif start == "none":
         text = "Trained from random initialisation."
     else:
-        text = f"Fine-tuned further from `{start}` (its weights; a new classifier head), at {training_data.get('image_size')} px."
+        text = (f"Fine-tuned further from `{start}` (its weights; a new classifier head), at "
+                f"{training_data.get('image_size')} px.")
     soup = training_data.get("weight_average")
     if soup:
         text += (f" The weights are the uniform average of {len(soup['members'])} runs of this recipe (seeds "
@@ -271,7 +274,8 @@ def build_model_card(folder: Path) -> ModelCard:
         data, template_str=TEMPLATE, name=name, description=description, usage=usage,
         threshold=round(deepfake.get("threshold", 0.5), 4),
         status="" if deepfake.get("trained", True) else "**UNTRAINED PLACEHOLDER: its scores mean nothing.**",
-        terms=DATA_TERMS, data_table=data_table, initialised=_initialisation(training_data, bool(deepfake.get("backbone"))),
+        terms=DATA_TERMS, data_table=data_table,
+        initialised=_initialisation(training_data, bool(deepfake.get("backbone"))),
         results="\n\n".join(part for part in (_results_markdown(reports, evaluation), leave_one_out_markdown(folder),
                                                 _plots_markdown(folder)) if part))
 

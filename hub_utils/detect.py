@@ -16,8 +16,9 @@ import io
 import json
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -95,7 +96,8 @@ def write_rows(rows: list[dict[str, Any]], output: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hub_utils.detect", description="Real or GAN-made? Score face images.")
+    parser = argparse.ArgumentParser(prog="python -m hub_utils.detect",
+                                     description="Real or GAN-made? Score face images.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursed)")
     parser.add_argument("--model", action="append", help="model folder or Hub id[@revision]; repeat for several, the "
                                                          "first one leads (default: the embedded models named in "

@@ -4,9 +4,10 @@ The app, the CLI, the evaluation and the benchmarks all score through `Detector.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -5,9 +5,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -110,12 +110,14 @@ def read_defaults(models_dir: Path = DEFAULT_MODELS_DIR) -> dict:
         record = json.loads(path.read_text())
         names = record["models"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ModelFolderError(f"{path}: expected {{\"models\": [folder names under {models_dir}]}} ({error}).") from None
+        raise ModelFolderError(f"{path}: expected {{\"models\": [folder names under {models_dir}]}} "
+                               f"({error}).") from None
     if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
         raise ModelFolderError(f"{path}: 'models' must be a non-empty list of folder names under {models_dir}.")
     headline = record.get("headline", names[0])
     if headline not in [*names, ENSEMBLE_NAME]:
-        raise ModelFolderError(f"{path}: 'headline' must name one of its models or {ENSEMBLE_NAME!r}, got {headline!r}.")
+        raise ModelFolderError(f"{path}: 'headline' must name one of its models or {ENSEMBLE_NAME!r}, "
+                               f"got {headline!r}.")
     return {**record, "headline": headline}
 
 

@@ -42,7 +42,8 @@ class RegionExplanation:
 
 def target_layer(model: torch.nn.Module) -> torch.nn.Module:
     """The last convolutional feature map before pooling: `conv_head` (EfficientNet), else timm's last feature stage;
-    for a frozen-backbone model, the first norm of the last block its head reads (patch tokens in, `vit_tokens_to_map`)."""
+    for a frozen-backbone model, the first norm of the last block its head reads (patch tokens in,
+    `vit_tokens_to_map`)."""
     if isinstance(model, FrozenFeatureClassifier):
         return model.backbone.blocks[max(model.spec.blocks) - 1].norm1
     if hasattr(model, "conv_head"):
@@ -100,7 +101,8 @@ class GradCamExplainer:
         """Grad-CAM of the decided class over the model's view of a region (windows stitched back in `tile` mode)."""
         windows = self.detector.preprocess(region)
         targets = [ClassifierOutputTarget(LABEL_NAMES.index(verdict))] * len(windows)
-        with self._lock, GradCAM(model=self._model, target_layers=[self._layer], reshape_transform=self._reshape) as cam:
+        with self._lock, GradCAM(model=self._model, target_layers=[self._layer],
+                                 reshape_transform=self._reshape) as cam:
             maps = cam(input_tensor=windows, targets=targets)
         if self.detector.deepfake.preprocessing == "tile":
             view, heat = self._stitch(region, maps)

@@ -118,7 +118,8 @@ class FaceFinder:
         path = self._cache_dir / f"{key}.json" if self._cache_dir else None
         if path is None or not path.is_file():
             return None
-        return [Face(tuple(f["box"]), tuple(map(tuple, f["landmarks"])), f["score"]) for f in json.loads(path.read_text())]
+        return [Face(tuple(f["box"]), tuple(map(tuple, f["landmarks"])), f["score"])
+                for f in json.loads(path.read_text())]
 
     def _write_disk(self, key: str, faces: list[Face]) -> None:
         if self._cache_dir is None:
@@ -158,7 +159,8 @@ def crop_face(image: Image.Image, face: Face, margin: float) -> tuple[Image.Imag
     return image.crop((left, top, right, bottom)), landmarks
 
 
-def face_regions(image: Image.Image, faces: list[Face], settings: FaceSettings) -> list[tuple[Image.Image, Face | None, np.ndarray | None]]:
+def face_regions(image: Image.Image, faces: list[Face], settings: FaceSettings
+                 ) -> list[tuple[Image.Image, Face | None, np.ndarray | None]]:
     """What a model scores: one crop per usable face, or the whole image (face None) when there is none."""
     usable = [f for f in faces if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= settings.min_face_size]
     if not settings.enabled or not usable:

@@ -64,7 +64,7 @@ class FrozenFeatureClassifier(torch.nn.Module):
         self.head = torch.nn.Linear(len(spec.blocks) * spec.tokens_per_block * backbone.embed_dim, num_classes)
         self.pretrained_cfg = backbone.pretrained_cfg
 
-    def train(self, mode: bool = True) -> "FrozenFeatureClassifier":
+    def train(self, mode: bool = True) -> FrozenFeatureClassifier:
         super().train(mode)
         self.backbone.eval()  # frozen: never in training mode
         return self

@@ -50,9 +50,11 @@ def resolve_model_source(source: str | Path) -> tuple[Path, str]:
     except RevisionNotFoundError:
         raise ModelFolderError(f"{text}: the Hub repo has no revision {revision!r}.") from None
     except GatedRepoError:
-        raise ModelFolderError(f"{text}: the Hub repo is gated; log in with `hf auth login` after accepting its terms.") from None
+        raise ModelFolderError(f"{text}: the Hub repo is gated; log in with `hf auth login` after accepting its "
+                               "terms.") from None
     except RepositoryNotFoundError:
-        raise ModelFolderError(f"{text}: no such model repo on the Hub (or it is private: log in with `hf auth login`).") from None
+        raise ModelFolderError(f"{text}: no such model repo on the Hub (or it is private: log in with "
+                               "`hf auth login`).") from None
     except HfHubHTTPError as error:
         raise ModelFolderError(f"{text}: the Hub answered with an error: {error}") from None
     return folder, folder.name

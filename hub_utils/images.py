@@ -9,7 +9,6 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -23,7 +22,7 @@ WORKING_PIXELS = 40_000_000  # more is reduced while decoding (JPEG) or right af
 MIN_SIDE = 32
 DECODE_WORKERS = min(8, os.cpu_count() or 1)  # threads that decode the images of one batch
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
 class ImageError(ValueError):
@@ -51,7 +50,7 @@ def _open_bytes(data: bytes, name: str) -> Image.Image:
     return image
 
 
-def _read_path(path: Union[str, os.PathLike]) -> bytes:
+def _read_path(path: str | os.PathLike) -> bytes:
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file.")
@@ -87,7 +86,8 @@ def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
     except ValueError:
         raise ImageError(f"{name}: colour mode {image.mode} cannot be converted to RGB.") from None
     if min(image.size) < MIN_SIDE:
-        raise ImageError(f"{name}: image is {image.width}x{image.height}; at least {MIN_SIDE} px on the short side is needed.")
+        raise ImageError(f"{name}: image is {image.width}x{image.height}; at least {MIN_SIDE} px on the short side "
+                         "is needed.")
     if image.width * image.height > WORKING_PIXELS:
         image = image.reduce(math.ceil((image.width * image.height / WORKING_PIXELS) ** 0.5))
     return image

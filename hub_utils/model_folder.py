@@ -52,7 +52,7 @@ class DeepfakeConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "config.json") -> "DeepfakeConfig":
+    def from_dict(cls, data: dict[str, Any], where: str = "config.json") -> DeepfakeConfig:
         try:
             values = without_retired(data, RETIRED_DEEPFAKE_OPTIONS, "'deepfake' option")
         except ValueError as error:
@@ -74,7 +74,8 @@ class DeepfakeConfig:
         config = cls(**values)
         if config.preprocessing not in PREPROCESSING_MODES:
             raise ModelFolderError(
-                f"{where}: 'deepfake.preprocessing' is {config.preprocessing!r}; use one of {', '.join(PREPROCESSING_MODES)}.")
+                f"{where}: 'deepfake.preprocessing' is {config.preprocessing!r}; "
+                f"use one of {', '.join(PREPROCESSING_MODES)}.")
         if not 0.0 < config.threshold < 1.0:
             raise ModelFolderError(f"{where}: 'deepfake.threshold' must lie strictly between 0 and 1.")
         return config
@@ -94,7 +95,8 @@ def read_config(folder: Path) -> tuple[dict[str, Any], DeepfakeConfig]:
     """The validated `config.json` of a model folder and its `deepfake` section."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ModelFolderError(f"{folder}: no such model folder. Pass a folder with config.json and model.safetensors, or a Hub id.")
+        raise ModelFolderError(f"{folder}: no such model folder. Pass a folder with config.json and "
+                               "model.safetensors, or a Hub id.")
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise ModelFolderError(f"{folder}: no config.json, so this is not a model folder.")
@@ -134,8 +136,10 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeC
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         pickles = [name for name in PICKLE_NAMES if (folder / name).is_file()]
-        hint = f" It has {pickles[0]}, a pickle file, which is refused because loading it can run code." if pickles else ""
-        raise ModelFolderError(f"{folder}: no model.safetensors.{hint} Convert the weights with safetensors.torch.save_file.")
+        hint = (f" It has {pickles[0]}, a pickle file, which is refused because loading it can run code."
+                if pickles else "")
+        raise ModelFolderError(f"{folder}: no model.safetensors.{hint} Convert the weights with "
+                               "safetensors.torch.save_file.")
     model = create_model(config, deepfake)
     try:
         state = load_file(weights)
@@ -146,7 +150,8 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeC
         else:
             model.load_state_dict(state, strict=True)
     except (RuntimeError, OSError) as error:
-        raise ModelFolderError(f"{weights}: weights do not match {config['architecture']}: {str(error)[:300]}") from None
+        raise ModelFolderError(f"{weights}: weights do not match {config['architecture']}: "
+                               f"{str(error)[:300]}") from None
     if isinstance(model, FrozenFeatureClassifier):
         load_backbone(model, config["architecture"], folder)
     return model.eval(), config, deepfake
@@ -159,14 +164,16 @@ def load_backbone(model: FrozenFeatureClassifier, architecture: str, folder: Pat
         state = resolve_backbone_weights(architecture, model.spec.weights_sha256, folder, source)
     except BackboneWeightsError as error:
         raise ModelFolderError(f"{folder or architecture}: {error}") from None
-    tower = {k: v for k, v in state.items() if not k.startswith("head.")}  # the tower's own head (CLIP's projection) is unused
+    # the tower's own head (CLIP's projection) is unused
+    tower = {k: v for k, v in state.items() if not k.startswith("head.")}
     try:
         model.backbone.load_state_dict(tower, strict=True)
     except RuntimeError as error:
         raise ModelFolderError(f"backbone weights do not fit {architecture}: {str(error)[:300]}") from None
 
 
-def save_model_folder(model: torch.nn.Module, folder: Path, deepfake: DeepfakeConfig, card_text: str | None = None) -> Path:
+def save_model_folder(model: torch.nn.Module, folder: Path, deepfake: DeepfakeConfig,
+                      card_text: str | None = None) -> Path:
     """Write config.json + model.safetensors (+ README.md). A timm model's folder loads with timm `local-dir:` and
     transformers; a frozen-backbone model's folder holds the head alone and names its backbone."""
     folder = Path(folder)

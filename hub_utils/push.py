@@ -11,8 +11,8 @@ import argparse
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import httpx2
 from huggingface_hub import HfApi
@@ -20,8 +20,17 @@ from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import save_file
 
 from .backbone_weights import FOLDER_FILE, resolve_backbone_weights
-from .model_folder import (CARD_NAME, CONFIG_NAME, EVALUATION_NAME, LEAVE_ONE_OUT_NAME, SEEN_IMAGES_NAME, WEIGHTS_NAME,
-                           ModelFolderError, load_model, read_config)
+from .model_folder import (
+    CARD_NAME,
+    CONFIG_NAME,
+    EVALUATION_NAME,
+    LEAVE_ONE_OUT_NAME,
+    SEEN_IMAGES_NAME,
+    WEIGHTS_NAME,
+    ModelFolderError,
+    load_model,
+    read_config,
+)
 
 PLOT_SUFFIX = ".png"
 EXTRA_FILES = (EVALUATION_NAME, LEAVE_ONE_OUT_NAME, "train_config.json", "training_log.jsonl", SEEN_IMAGES_NAME)
@@ -47,7 +56,8 @@ def stage(folder: Path, destination: Path, with_backbone: bool = False) -> list[
     if with_backbone:
         config, deepfake = read_config(folder)
         if deepfake.backbone is None:
-            raise ModelFolderError(f"{folder}: --with-backbone is for frozen-backbone models; this one holds all its weights.")
+            raise ModelFolderError(f"{folder}: --with-backbone is for frozen-backbone models; this one holds all "
+                                   "its weights.")
         state = resolve_backbone_weights(config["architecture"], deepfake.backbone.weights_sha256, folder)
         save_file(state, str(destination / FOLDER_FILE), metadata={"architecture": config["architecture"]})
         names.append(FOLDER_FILE)
@@ -84,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except HfHubHTTPError as error:
-        print(f"error: the Hub refused the upload: {error}. Log in with `hf auth login` (write token).", file=sys.stderr)
+        print(f"error: the Hub refused the upload: {error}. Log in with `hf auth login` (write token).",
+              file=sys.stderr)
         return 1
     except (httpx2.TransportError, OSError) as error:  # no network, offline mode (OfflineModeIsEnabled), DNS
         print(f"error: could not reach the Hub ({error}). Check the network and HF_ENDPOINT; unset HF_HUB_OFFLINE "

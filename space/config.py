@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
 
 from hub_utils.detector import INCONCLUSIVE_MARGIN
 from hub_utils.ensemble import default_headline, default_sources
@@ -34,7 +34,8 @@ class SpaceConfig:
     """Models (local folders or Hub ids `owner/name@rev`) and the limits the app enforces."""
 
     models: list[str] = field(default_factory=default_sources)
-    headline: str = field(default_factory=default_headline)  # a model's name or "ensemble"; "" or unknown: the first model
+    # a model's name or "ensemble"; "" or unknown: the first model
+    headline: str = field(default_factory=default_headline)
     max_batch_files: int = 200
     max_upload_bytes: int = 2 * MAX_FILE_BYTES  # per uploaded file; a zip may hold several images
     max_batch_bytes: int = 5 * MAX_FILE_BYTES  # all images of one batch together

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 from huggingface_hub import ModelCard
@@ -80,7 +81,7 @@ class DetectorService:
 
     @classmethod
     def from_sources(cls, sources: Sequence[str], inconclusive_margin: float = INCONCLUSIVE_MARGIN,
-                     headline: str = "") -> "DetectorService":
+                     headline: str = "") -> DetectorService:
         """Load every model once; a model that fails to load is reported in `problems`, not raised."""
         detectors: list[Detector] = []
         loaded: list[str] = []

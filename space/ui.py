@@ -6,16 +6,17 @@ that reads them.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gradio as gr
 import pandas as pd
-from pydantic import model_validator
 from gradio.data_classes import FileData, ImageData, ListFiles
 from gradio.processing_utils import save_bytes_to_cache
 from gradio.utils import get_upload_folder
+from pydantic import model_validator
 
 from hub_utils.images import ImageError, load_image
 from hub_utils.model_folder import ModelFolderError
@@ -127,7 +128,8 @@ class Handlers:
         return ["", "", None, *[""] * models, *[""] * models]
 
     def detect_batch(self, uploads: list[dict[str, Any]] | None,
-                     progress: gr.Progress = gr.Progress()) -> tuple[pd.DataFrame, str]:
+                     progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's documented way to report progress)
+                     ) -> tuple[pd.DataFrame, str]:
         """Many images or zips (Gradio file payloads) -> one row per face, and the same table as a CSV file."""
         paths = [upload["path"] for upload in uploads or [] if upload.get("path")]
         if not paths:
@@ -165,7 +167,7 @@ def _detect_tab(handlers: Handlers) -> dict[str, Any]:
                 result = gr.JSON(label="/detect result")
     with gr.Row():
         cards, views = [], []
-        for detector in detectors:
+        for _ in detectors:
             with gr.Column(min_width=240):
                 cards.append(gr.Markdown(elem_classes=["model-verdict"]))
                 views.append(gr.HTML())

@@ -4,9 +4,9 @@ from __future__ import annotations
 import contextlib
 import io
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from gradio.utils import get_upload_folder
 

@@ -96,8 +96,8 @@ def test_downscale_is_off_by_default_and_leaves_an_enlarged_copy(image):
     halved = np.asarray(Image.fromarray(image).resize((SIZE // 2, SIZE // 2), Image.Resampling.BOX), np.float32)
     assert high_frequency(out) < 0.7 * high_frequency(image)
     # Shrinking the output again gives back the shrunk image: enlarging added no new detail.
-    reshrunk = np.asarray(Image.fromarray(np.clip(out, 0, 255).astype(np.uint8)).resize((SIZE // 2, SIZE // 2),
-                                                                                       Image.Resampling.BOX), np.float32)
+    reshrunk = np.asarray(Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+                          .resize((SIZE // 2, SIZE // 2), Image.Resampling.BOX), np.float32)
     assert np.abs(reshrunk - halved).mean() < 6.0
 
 

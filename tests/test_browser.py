@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from PIL import Image
 
 from bench.load import start_app

@@ -188,7 +188,8 @@ def test_hub_datasets_are_mapped(monkeypatch, feature, values, expected):
         {"img": images, "label": values}, features=datasets.Features({"img": datasets.Image(), "label": feature})
     )
     calls = []
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append((a, k)) or datasets.DatasetDict(train=hub))
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda *a, **k: calls.append((a, k)) or datasets.DatasetDict(train=hub))
     ds = load_source("user/faces@v1")
     assert calls == [(("user/faces",), {"revision": "v1", "streaming": False})]
     assert ds.features == FEATURES
@@ -215,7 +216,8 @@ def test_challenge_zips_stream(tmp_path: Path):
 
 def test_hub_string_label_that_is_not_real_or_fake_raises(monkeypatch):
     hub = datasets.Dataset.from_dict({"image": [smooth_image(1)], "label": ["cat"]},
-                                     features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("string")}))
+                                     features=datasets.Features({"image": datasets.Image(),
+                                                                 "label": datasets.Value("string")}))
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: hub)
     with pytest.raises(DataError, match="'cat'"):
         load_source("user/cats")

@@ -24,7 +24,8 @@ def image_tree(tmp_path_factory: pytest.TempPathFactory, astronaut: Image.Image)
     root = tmp_path_factory.mktemp("images")
     (root / "nested").mkdir()
     astronaut.save(root / "astronaut.jpg")
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(root / "nested" / "noise.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(
+        root / "nested" / "noise.png")
     (root / "nested" / "broken.jpg").write_bytes(b"\xff\xd8 broken")
     (root / "notes.txt").write_text("not an image and not collected from folders")
     return root
@@ -50,7 +51,8 @@ def test_csv_rows(image_tree: Path, model_dir: Path, tmp_path: Path) -> None:
     assert by_file["astronaut.jpg"]["verdict"] in ("real", "fake")
 
 
-def test_json_with_two_models_and_ensemble(image_tree: Path, model_dir: Path, second_model: Path, tmp_path: Path) -> None:
+def test_json_with_two_models_and_ensemble(image_tree: Path, model_dir: Path, second_model: Path,
+                                           tmp_path: Path) -> None:
     output = tmp_path / "out.json"
     assert main([str(image_tree / "astronaut.jpg"), "--model", str(model_dir), "--model", str(second_model),
                  "--ensemble", "--output", str(output)]) == 0
@@ -72,7 +74,8 @@ def test_usage_errors_exit_2(model_dir: Path, tmp_path: Path, capsys: pytest.Cap
     assert exit_info.value.code == 2
 
 
-def test_a_folder_without_images_is_refused_before_loading_models(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_folder_without_images_is_refused_before_loading_models(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "notes.txt").write_text("no pictures here")
     assert main([str(tmp_path), "--model", str(tmp_path / "missing")]) == 2
     assert "no image files (.avif, .bmp" in (err := capsys.readouterr().err) and str(tmp_path) in err
@@ -102,7 +105,8 @@ def test_two_processes_give_the_same_output(image_tree: Path, model_dir: Path, t
     one, two = json.loads(single.read_text()), json.loads(double.read_text())
     assert [r["path"] for r in one] == [r["path"] for r in two]
     for a, b in zip(one, two):
-        assert a["fake_probability"] == pytest.approx(b["fake_probability"], abs=1e-5) if a["fake_probability"] != "" else a == b
+        assert (a["fake_probability"] == pytest.approx(b["fake_probability"], abs=1e-5)
+                if a["fake_probability"] != "" else a == b)
 
 
 def test_default_models_come_from_defaults_json(model_dir: Path, second_model: Path, tmp_path: Path) -> None:

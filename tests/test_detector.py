@@ -31,7 +31,8 @@ def test_one_result_per_face_and_whole_image_fallback(model_dir: Path, astronaut
         assert face.verdict == ("fake" if face.fake_probability >= detector.threshold else "real")
 
 
-def test_bad_images_are_rows_with_errors_not_exceptions(model_dir: Path, astronaut: Image.Image, tmp_path: Path) -> None:
+def test_bad_images_are_rows_with_errors_not_exceptions(model_dir: Path, astronaut: Image.Image,
+                                                        tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
     odd = [np.zeros((10, 10, 3), np.uint8), np.zeros((64, 64, 5), np.uint8), Image.new("La", (64, 64))]

@@ -51,7 +51,8 @@ def test_disk_cache_is_reused(astronaut: Image.Image, tmp_path: Path) -> None:
 
 
 def test_crop_is_square_inside_the_image_with_landmarks_moved() -> None:
-    face = Face((80.0, 10.0, 120.0, 60.0), ((90.0, 30.0), (110.0, 30.0), (100.0, 40.0), (92.0, 50.0), (108.0, 50.0)), 0.99)
+    face = Face((80.0, 10.0, 120.0, 60.0),
+                ((90.0, 30.0), (110.0, 30.0), (100.0, 40.0), (92.0, 50.0), (108.0, 50.0)), 0.99)
     left, top, right, bottom = crop_box(face, (128, 100), 0.25)
     assert right - left == bottom - top and 0 <= left and right <= 128 and 0 <= top and bottom <= 100
     crop, landmarks = crop_face(Image.new("RGB", (128, 100)), face, 0.25)

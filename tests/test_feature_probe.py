@@ -11,8 +11,18 @@ import torch
 from PIL import Image
 
 import bench.feature_probe as feature_probe
-from bench.feature_probe import (build_parser, cached_features, format_table, fused, masks_for, parse_fuse,
-                                 pooled_statistics, probe_key, probe_scores, scored_row)
+from bench.feature_probe import (
+    build_parser,
+    cached_features,
+    format_table,
+    fused,
+    masks_for,
+    parse_fuse,
+    pooled_statistics,
+    probe_key,
+    probe_scores,
+    scored_row,
+)
 from bench.leave_one_out import every_row, save_rows
 from tests.conftest import make_model_folder
 from training.config import TrainConfig

@@ -21,9 +21,18 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from hub_utils import ModelFolderError, load_detector
-from hub_utils.backbone_weights import (CLIP_VIT_B16, ENV_CACHE, ENV_NO_FETCH, ENV_SOURCE, PACKAGED,
-                                        BackboneWeightsError, cache_dir, clip_state_from_onnx, resolve_backbone_weights,
-                                        weights_digest)
+from hub_utils.backbone_weights import (
+    CLIP_VIT_B16,
+    ENV_CACHE,
+    ENV_NO_FETCH,
+    ENV_SOURCE,
+    PACKAGED,
+    BackboneWeightsError,
+    cache_dir,
+    clip_state_from_onnx,
+    resolve_backbone_weights,
+    weights_digest,
+)
 from hub_utils.faces import FaceSettings
 from hub_utils.feature_model import FrozenBackbone, FrozenFeatureClassifier, block_tokens
 from tests.conftest import REPO_ROOT
@@ -126,10 +135,13 @@ def test_onnx_tower_maps_onto_timm_names_with_dequantized_weights(tmp_path: Path
     prefix = "vision_model."
     vector = lambda n: rng.normal(size=n).astype(np.float32)  # noqa: E731
     tensors += [_initializer(vector(width), prefix + "embeddings.class_embedding"),
-                _initializer(rng.normal(size=(5, width)).astype(np.float32), prefix + "embeddings.position_embedding.weight"),
-                _initializer(rng.normal(size=(width, 3, 16, 16)).astype(np.float32), prefix + "embeddings.patch_embedding.weight")]
+                _initializer(rng.normal(size=(5, width)).astype(np.float32),
+                             prefix + "embeddings.position_embedding.weight"),
+                _initializer(rng.normal(size=(width, 3, 16, 16)).astype(np.float32),
+                             prefix + "embeddings.patch_embedding.weight")]
     for norm in ("pre_layrnorm", "post_layernorm"):
-        tensors += [_initializer(vector(width), f"{prefix}{norm}.weight"), _initializer(vector(width), f"{prefix}{norm}.bias")]
+        tensors += [_initializer(vector(width), f"{prefix}{norm}.weight"),
+                    _initializer(vector(width), f"{prefix}{norm}.bias")]
     for i in range(depth):
         layer = f"{prefix}encoder.layers.{i}."
         for part in ("q_proj", "k_proj", "v_proj", "out_proj"):
@@ -137,7 +149,8 @@ def test_onnx_tower_maps_onto_timm_names_with_dequantized_weights(tmp_path: Path
             tensors.append(_initializer(vector(width), f"{layer}self_attn.{part}.bias"))
         quantized(f"/vision_model/encoder/layers.{i}/mlp/fc1/MatMul_quant", width, 4 * width)
         quantized(f"/vision_model/encoder/layers.{i}/mlp/fc2/MatMul_quant", 4 * width, width)
-        tensors += [_initializer(vector(4 * width), f"{layer}mlp.fc1.bias"), _initializer(vector(width), f"{layer}mlp.fc2.bias")]
+        tensors += [_initializer(vector(4 * width), f"{layer}mlp.fc1.bias"),
+                    _initializer(vector(width), f"{layer}mlp.fc2.bias")]
         for norm in ("1", "2"):
             tensors += [_initializer(vector(width), f"{layer}layer_norm{norm}.weight"),
                         _initializer(vector(width), f"{layer}layer_norm{norm}.bias")]
@@ -284,13 +297,15 @@ from hub_utils import load_detector
 from hub_utils.backbone_weights import resolve_backbone_weights, weights_digest
 from skimage import data
 detector = load_detector(sys.argv[1] + "@main")
-state = resolve_backbone_weights("vit_tiny_patch16_224", detector.model.spec.weights_sha256, source="hf-hub:" + sys.argv[2])
+state = resolve_backbone_weights("vit_tiny_patch16_224", detector.model.spec.weights_sha256,
+                                 source="hf-hub:" + sys.argv[2])
 print(json.dumps({"p": detector.predict([data.astronaut()])[0].fake_probability, "digest": weights_digest(state)}))
 """
 
 
 @pytest.mark.slow
-def test_hub_repo_pushed_with_its_backbone_runs_alone(tiny_weights: Path, tmp_path: Path, astronaut: Image.Image) -> None:
+def test_hub_repo_pushed_with_its_backbone_runs_alone(tiny_weights: Path, tmp_path: Path,
+                                                      astronaut: Image.Image) -> None:
     """The Hub route for users online, through huggingface_hub against a local mirror: a repo pushed with
     `--with-backbone` loads with nothing cached, and `hf-hub:` names a repo that holds backbone weights."""
     from hub_utils.model_folder import save_model_folder
@@ -298,7 +313,8 @@ def test_hub_repo_pushed_with_its_backbone_runs_alone(tiny_weights: Path, tmp_pa
     from tests.test_hub import git, mirror_env, serve_mirror
 
     detector = tiny_detector(tiny_weights)
-    folder = save_model_folder(detector.model, tmp_path / "frozen", detector.deepfake, card_text="---\nlicense: mit\n---\n")
+    folder = save_model_folder(detector.model, tmp_path / "frozen", detector.deepfake,
+                               card_text="---\nlicense: mit\n---\n")
     (folder / "backbone.safetensors").write_bytes(tiny_weights.read_bytes())
     expected = load_detector(folder).predict([astronaut])[0].fake_probability
 

@@ -37,7 +37,8 @@ with torch.no_grad():
 from huggingface_hub import snapshot_download
 snapshot = snapshot_download(repo)
 fake = {r["label"]: r["score"] for r in pipeline("image-classification", model=snapshot)(region)}["fake"]
-print(json.dumps({"ours": ours, "timm": bare, "transformers": fake, "revision": detector.revision, "name": detector.name}))
+print(json.dumps({"ours": ours, "timm": bare, "transformers": fake, "revision": detector.revision,
+                  "name": detector.name}))
 """
 
 

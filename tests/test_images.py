@@ -70,7 +70,8 @@ def test_bad_bytes_get_a_clear_error(data: bytes, reason: str) -> None:
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nnewpath 0 0 moveto 64 64 lineto stroke\nshowpage\n"
 
 
-@pytest.mark.parametrize("data", [EPS, encoded(Image.new("RGB", (64, 64)), "PPM"), encoded(Image.new("RGB", (64, 64)), "TGA")])
+@pytest.mark.parametrize("data", [EPS, encoded(Image.new("RGB", (64, 64)), "PPM"),
+                                  encoded(Image.new("RGB", (64, 64)), "TGA")])
 def test_formats_photos_do_not_come_in_are_not_decoded(data: bytes) -> None:
     with pytest.raises(ImageError, match=r"not in a format this detector reads \(JPEG, PNG, WEBP, AVIF"):
         load_image(data, "upload")

@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.leave_one_out import (GENERATOR_PREFIX, build_parser, exclusion_rules, held_out_rows, main, parse_settings,
-                                 row_key, run_config, variant_of)
+from bench.leave_one_out import (
+    GENERATOR_PREFIX,
+    build_parser,
+    exclusion_rules,
+    held_out_rows,
+    main,
+    parse_settings,
+    row_key,
+    run_config,
+    variant_of,
+)
 from training.config import TrainConfig
 from training.train import build_splits
 
@@ -79,7 +88,8 @@ def test_a_left_out_real_source_is_tested_with_the_test_splits_fakes(two_sources
     assert "phone" not in build_splits(config)["train"]["source"]
 
 
-def test_a_left_out_source_with_both_classes_is_tested_on_its_own_images_alone(two_sources: Path, tmp_path: Path) -> None:
+def test_a_left_out_source_with_both_classes_is_tested_on_its_own_images_alone(two_sources: Path,
+                                                                               tmp_path: Path) -> None:
     config = TrainConfig(data=[str(two_sources)], output=str(tmp_path / "run"), exclude=["source=studio"])
     unseen, seen = held_out_rows(config, ["source=studio"])
     assert set(unseen["source"]) == {"studio"} and sorted(unseen["label"]) == [0] * 20 + [1] * 20
@@ -130,13 +140,15 @@ def test_a_variant_names_its_run_folder_and_its_row() -> None:
     assert variant_of(longer) == "epochs=5" and run_config("stylegan", "resize", longer).epochs == 5
     assert run_config("stylegan", "resize", longer).output == str(Path("r") / "stylegan-resize-epochs5")
     plain = build_parser().parse_args(["--runs", "r"])
-    assert variant_of(plain) == "" and run_config("stylegan", "resize", plain).output == str(Path("r") / "stylegan-resize")
+    assert (variant_of(plain) == ""
+            and run_config("stylegan", "resize", plain).output == str(Path("r") / "stylegan-resize"))
 
 
 def test_a_config_file_is_the_recipe_that_the_bench_changes(tmp_path: Path) -> None:
-    recipe = {"backbone": "tf_efficientnet_lite2", "pretrained": "packaged", "data": ["elsewhere"], "output": "models/x",
-              "epochs": 12, "image_size": 224, "patience": 4, "face_margin": 0.5, "exclude": ["source=private"],
-              "holdout": ["generator=sdxl"], "augment": {"mode": "crop", "downscale_p": 0.3}}
+    recipe = {"backbone": "tf_efficientnet_lite2", "pretrained": "packaged", "data": ["elsewhere"],
+              "output": "models/x", "epochs": 12, "image_size": 224, "patience": 4, "face_margin": 0.5,
+              "exclude": ["source=private"], "holdout": ["generator=sdxl"],
+              "augment": {"mode": "crop", "downscale_p": 0.3}}
     path = tmp_path / "lite2-recipe.json"
     path.write_text(json.dumps(recipe))
     args = build_parser().parse_args(["--config", str(path), "--epochs", "2", "--augment", "jpeg_p=0.4", "--runs", "r"])

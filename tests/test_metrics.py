@@ -28,8 +28,8 @@ def test_hand_computed_values() -> None:
 
 
 def test_auc_pairs_exactly() -> None:
-    fakes = [s for s, l in zip(SCORES, LABELS) if l]
-    reals = [s for s, l in zip(SCORES, LABELS) if not l]
+    fakes = [score for score, label in zip(SCORES, LABELS) if label]
+    reals = [score for score, label in zip(SCORES, LABELS) if not label]
     pairs = np.mean([1.0 if f > r else 0.5 if f == r else 0.0 for f in fakes for r in reals])
     assert compute_metrics(LABELS, SCORES)["roc_auc"] == pytest.approx(pairs)
 

@@ -6,6 +6,7 @@ import csv
 import shutil
 import subprocess
 import sys
+
 import tomllib
 
 from tests.conftest import REPO_ROOT

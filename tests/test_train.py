@@ -181,7 +181,8 @@ def test_holdout_leaves_training_only_and_the_card_says_so(tmp_path: Path, gener
 
 def test_training_seed_keeps_the_split_and_split_seed_redraws_it(tmp_path: Path, generated: Path) -> None:
     def test_files(**seeds: int) -> list[str]:
-        return sorted(build_splits(TrainConfig(data=[str(generated)], output=str(tmp_path / "run"), **seeds))["test"]["path"])
+        config = TrainConfig(data=[str(generated)], output=str(tmp_path / "run"), **seeds)
+        return sorted(build_splits(config)["test"]["path"])
 
     assert test_files(seed=1) == test_files(seed=0)
     assert test_files(split_seed=1) != test_files(split_seed=0)
@@ -192,7 +193,8 @@ def test_training_seed_keeps_the_split_and_split_seed_redraws_it(tmp_path: Path,
 @pytest.mark.slow
 def test_one_seed_trains_the_same_weights_twice_without_data_workers(tmp_path: Path, generated: Path) -> None:
     """The sample-level draw (neutral re-encoding) comes from Python's `random` and the augmentation
-    from albumentations' own generator; with num_workers=0 both run in the main process, where the seed must set them."""
+    from albumentations' own generator; with num_workers=0 both run in the main process, where the seed must set
+    them."""
     weights = []
     for run_name in ("a", "b"):
         output = tmp_path / run_name
@@ -215,7 +217,8 @@ def test_fine_tuning_from_a_model_folder_at_another_size(tmp_path: Path, generat
     start, tuned = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
     stem = "conv_stem.weight"
     assert not torch.equal(start[stem], tuned[stem])  # trained further, not a copy
-    assert torch.allclose(start[stem], tuned[stem], atol=0.05)  # from the first run's weights: a seed-1 init would differ
+    # from the first run's weights: a seed-1 init would differ
+    assert torch.allclose(start[stem], tuned[stem], atol=0.05)
     assert load_detector(second).preprocess(Image.new("RGB", (200, 200))).shape[-1] == 96
     card = (second / "README.md").read_text()
     assert f"Fine-tuned further from `{first}`" in card and "at 96 px" in card

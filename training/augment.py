@@ -55,7 +55,8 @@ class AugmentConfig:
     blur_p: float = 0.1
     blur_sigma: tuple[float, float] = (0.1, 3.0)
     downscale_p: float = 0.0
-    downscale_range: tuple[float, float] = (0.33, 0.9)  # shrink factor before enlarging back (the challenge's rescaling)
+    # shrink factor before enlarging back (the challenge's rescaling)
+    downscale_range: tuple[float, float] = (0.33, 0.9)
     noise_p: float = 0.05
     noise_std: tuple[float, float] = (0.01, 0.05)  # fraction of the 0-255 range
     color_p: float = 0.2

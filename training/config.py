@@ -43,7 +43,8 @@ class TrainConfig:
     holdout: list[str] = field(default_factory=list)  # same rules: out of training, kept in validation (threshold)
     keep_checkpoint: bool = False
     test_time_flip: bool = False  # validation and the model folder average each face with its mirror image
-    feature_blocks: list[int] = field(default_factory=list)  # frozen ViT backbone: these blocks' tokens feed a linear head
+    # frozen ViT backbone: these blocks' tokens feed a linear head
+    feature_blocks: list[int] = field(default_factory=list)
     feature_tokens: str = "cls+patch"  # with feature_blocks: each block's class token, and its mean patch token
     probe_c: float = 0.05  # with feature_blocks: inverse L2 strength of the logistic-regression head
     train_views: list[str] = field(default_factory=lambda: ["neutral"])  # with feature_blocks: views per image
@@ -58,7 +59,8 @@ class TrainConfig:
         if unknown_views or not self.train_views:
             raise ValueError(f"train_views must name one or more of raw, neutral; got {self.train_views!r}.")
         if self.probe_c <= 0:
-            raise ValueError(f"probe_c is an inverse regularization strength and must be positive, got {self.probe_c!r}.")
+            raise ValueError(f"probe_c is an inverse regularization strength and must be positive, "
+                             f"got {self.probe_c!r}.")
 
     @property
     def preprocessing(self) -> str:
@@ -68,7 +70,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         values = without_retired(data, RETIRED_OPTIONS, "training option")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -79,13 +81,14 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "TrainConfig":
+    def from_file(cls, path: str | Path) -> TrainConfig:
         """A config saved as JSON: a `training/configs` recipe or a trained folder's training config."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.train", description="Fine-tune a timm backbone as a deepfake face detector.")
+    parser = argparse.ArgumentParser(prog="python -m training.train",
+                                     description="Fine-tune a timm backbone as a deepfake face detector.")
     parser.add_argument("--config", help="JSON file with TrainConfig keys; command-line flags override it.")
     parser.add_argument("--backbone", help="any timm model name (default tf_efficientnet_lite0)")
     parser.add_argument("--data", nargs="+", help="folder trees, challenge zip folders or Hub dataset ids")
@@ -100,18 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the train/validation/test split (default 0, the split the reports use)")
     parser.add_argument("--preprocessing", choices=MODES,
                         help="resize to the model size, or train on native-resolution crops and score the centre crop "
-                             "or (tile) the mean logit of windows covering the face: with a small --image-size, a patch classifier")
+                             "or (tile) the mean logit of windows covering the face: with a small --image-size, "
+                             "a patch classifier")
     parser.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "fp16", "bf16"])
     parser.add_argument("--num-workers", type=int, dest="num_workers")
     parser.add_argument("--max-steps-per-epoch", type=int, dest="max_steps_per_epoch")
     parser.add_argument("--neutral-p", type=float, dest="neutral_p")
     parser.add_argument("--exclude", nargs="+", help="leave out of training: generator=NAME or source=NAME")
     parser.add_argument("--holdout", nargs="+",
-                        help="leave out of training but keep in validation, so the threshold is chosen with an unseen generator")
+                        help="leave out of training but keep in validation, so the threshold is chosen with an "
+                             "unseen generator")
     parser.add_argument("--patience", type=int)
     parser.add_argument("--keep-checkpoint", action="store_true", default=None, dest="keep_checkpoint")
     parser.add_argument("--test-time-flip", action="store_true", default=None, dest="test_time_flip",
-                        help="score each face and its mirror image and average the logits (validation and the model folder)")
+                        help="score each face and its mirror image and average the logits (validation and the "
+                             "model folder)")
     parser.add_argument("--feature-blocks", type=int, nargs="+", dest="feature_blocks",
                         help="freeze the backbone (a timm ViT such as vit_base_patch16_clip_quickgelu_224) and fit a "
                              "linear head on the tokens after these blocks (1-based), from cached features")
@@ -119,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --feature-blocks: each block's class token, or beside it the mean patch token")
     parser.add_argument("--probe-c", type=float, dest="probe_c", help="with --feature-blocks: inverse L2 strength")
     parser.add_argument("--train-views", nargs="+", choices=("raw", "neutral"), dest="train_views",
-                        help="with --feature-blocks: the views of each training image (as stored, neutrally re-encoded)")
+                        help="with --feature-blocks: the views of each training image (as stored, neutrally "
+                             "re-encoded)")
     parser.add_argument("--no-face-crop", action="store_false", default=None, dest="face_crop",
                         help="score whole images instead of face crops")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
@@ -129,10 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the --config file, then explicit flags."""
     values: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
-    for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed", "split_seed",
-                 "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude", "holdout", "patience",
-                 "keep_checkpoint", "test_time_flip", "feature_blocks", "feature_tokens", "probe_c", "train_views",
-                 "face_crop"):
+    for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed",
+                 "split_seed", "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude",
+                 "holdout", "patience", "keep_checkpoint", "test_time_flip", "feature_blocks", "feature_tokens",
+                 "probe_c", "train_views", "face_crop"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig.from_dict(values)

@@ -284,8 +284,10 @@ def _load_hub(source: str, streaming: bool) -> datasets.Dataset | datasets.Itera
     try:
         loaded = datasets.load_dataset(name, revision=revision or None, streaming=streaming)
     except (OSError, ValueError) as error:
-        raise DataError(f"Could not load Hub dataset {source!r} ({error}); check the id and your connection.") from error
-    parts = list(loaded.values()) if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)) else [loaded]
+        raise DataError(f"Could not load Hub dataset {source!r} ({error}); check the id and your "
+                        "connection.") from error
+    parts = (list(loaded.values()) if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict))
+             else [loaded])
     return _standardize(datasets.concatenate_datasets(parts), name)
 
 
@@ -475,7 +477,8 @@ def split_dataset(
 def split_counts(splits: datasets.DatasetDict) -> dict[str, dict[str, int]]:
     """{split: {"<label name>/<generator>": count}}."""
     return {
-        name: dict(sorted(Counter(f"{LABEL_NAMES[l]}/{g}" for l, g in zip(part["label"], part["generator"])).items()))
+        name: dict(sorted(Counter(f"{LABEL_NAMES[label]}/{generator}"
+                                  for label, generator in zip(part["label"], part["generator"])).items()))
         for name, part in splits.items()
     }
 

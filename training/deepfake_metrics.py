@@ -65,7 +65,8 @@ class DeepfakeMetrics(evaluate.Metric):
             description=__doc__,
             citation="",
             inputs_description="predictions: P(fake) floats; references: 0 real / 1 fake; threshold: float",
-            features=datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("int32")}),
+            features=datasets.Features({"predictions": datasets.Value("float64"),
+                                        "references": datasets.Value("int32")}),
         )
 
     def _compute(self, predictions: list[float], references: list[int], threshold: float = 0.5) -> dict[str, Any]:

@@ -14,8 +14,9 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import datasets
 import numpy as np
@@ -64,7 +65,8 @@ def skip_seen(dataset: datasets.Dataset, folders: Sequence[str]) -> datasets.Dat
     return dataset.filter(lambda path: path not in seen, input_columns="path")
 
 
-def score_images(ensemble: Ensemble, images: Sequence[Image.Image], desc: str, batch_size: int = 32) -> dict[str, np.ndarray]:
+def score_images(ensemble: Ensemble, images: Sequence[Image.Image], desc: str,
+                 batch_size: int = 32) -> dict[str, np.ndarray]:
     """Image-level P(fake) per member and for the ensemble (NaN where an image could not be scored)."""
     names = [d.name for d in ensemble.detectors] + [ENSEMBLE_NAME]
     scores: dict[str, list[float]] = {name: [] for name in names}
@@ -87,7 +89,8 @@ def subset_summary(labels: np.ndarray, scores: np.ndarray, threshold: float, mas
     return {key: summary[key] for key in SUMMARY_KEYS}
 
 
-def build_report(labels: np.ndarray, scores: np.ndarray, threshold: float, columns: dict[str, list[str]]) -> dict[str, Any]:
+def build_report(labels: np.ndarray, scores: np.ndarray, threshold: float,
+                 columns: dict[str, list[str]]) -> dict[str, Any]:
     """Overall metrics plus breakdowns by each metadata column."""
     valid = ~np.isnan(scores)
     labels, scores = labels[valid], scores[valid]

@@ -25,10 +25,16 @@ from tqdm.auto import tqdm
 
 from hub_utils.detector import Detector
 from hub_utils.faces import FaceSettings
-from hub_utils.feature_model import (FrozenBackbone, FrozenFeatureClassifier, block_tokens, create_frozen_backbone,
-                                     select_features)
+from hub_utils.feature_model import (
+    FrozenBackbone,
+    FrozenFeatureClassifier,
+    block_tokens,
+    create_frozen_backbone,
+    select_features,
+)
 from hub_utils.images import content_hash
 from hub_utils.model_folder import DeepfakeConfig, load_backbone
+
 
 class FeatureCache:
     """Block tokens per image view for one detector (a `FrozenFeatureClassifier` with its face settings)."""
@@ -48,7 +54,8 @@ class FeatureCache:
         cfg = self.detector.config["pretrained_cfg"]
         faces = self.detector.deepfake.face_crop
         decided = {"weights": self.model.spec.weights_sha256, "architecture": self.detector.config["architecture"],
-                   "input": [cfg.get(k) for k in ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")],
+                   "input": [cfg.get(k)
+                             for k in ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")],
                    "preprocessing": self.detector.deepfake.preprocessing,
                    "faces": asdict(faces) if faces.enabled else "whole image", "format": 1}
         return hashlib.sha256(json.dumps(decided, sort_keys=True, default=list).encode()).hexdigest()[:20]
@@ -64,7 +71,8 @@ class FeatureCache:
         progress = tqdm(total=len(missing), desc=desc, unit="img", file=sys.stderr, disable=not missing)
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start:start + self.batch_size]
-            regions = [[self.detector.preprocess(region) for region, _ in self.detector.regions(images[i])] for i in chunk]
+            regions = [[self.detector.preprocess(region) for region, _ in self.detector.regions(images[i])]
+                       for i in chunk]
             tokens = self._compute(torch.cat([torch.cat(r) for r in regions]))
             offsets = np.cumsum([0] + [len(r) for r in regions])
             for n, i in enumerate(chunk):

@@ -51,7 +51,8 @@ def backbone_weights(config: TrainConfig) -> tuple[str, str | None]:
     if config.pretrained == "packaged":
         architecture = config.backbone.partition(".")[0]
         if architecture not in PACKAGED:
-            raise DataError(f"no packaged weights for {config.backbone}; pass --pretrained FILE, local-dir:DIR or hf-hub:ID.")
+            raise DataError(f"no packaged weights for {config.backbone}; pass --pretrained FILE, local-dir:DIR or "
+                            "hf-hub:ID.")
         return PACKAGED[architecture].weights_sha256, None
     return weights_digest(load_file(str(explicit_weights_file(config.pretrained)))), config.pretrained
 
@@ -97,7 +98,7 @@ class LinearHead:
         region (mean of the region and its mirror image when `mirrored`), the most fake region counts."""
         return np.array([expit(head_inputs(t, self.spec, mirrored) @ self.weight + self.bias).max() for t in tokens])
 
-    def scaled(self, temperature: float) -> "LinearHead":
+    def scaled(self, temperature: float) -> LinearHead:
         return LinearHead(self.spec, self.weight / temperature, self.bias / temperature)
 
     def put_into(self, model: FrozenFeatureClassifier) -> None:
@@ -109,7 +110,7 @@ class LinearHead:
             model.head.bias[FAKE_INDEX] = float(self.bias)
 
     @classmethod
-    def of(cls, model: FrozenFeatureClassifier) -> "LinearHead":
+    def of(cls, model: FrozenFeatureClassifier) -> LinearHead:
         head = model.head
         weight = (head.weight[FAKE_INDEX] - head.weight[REAL_INDEX]).detach().double().numpy()
         return cls(model.spec, weight, float((head.bias[FAKE_INDEX] - head.bias[REAL_INDEX]).detach()))
@@ -123,11 +124,11 @@ class Examples:
     labels: np.ndarray
     generators: np.ndarray
 
-    def subset(self, mask: np.ndarray) -> "Examples":
+    def subset(self, mask: np.ndarray) -> Examples:
         return Examples([t for t, keep in zip(self.tokens, mask) if keep], self.labels[mask], self.generators[mask])
 
     @classmethod
-    def concatenate(cls, parts: Sequence["Examples"]) -> "Examples":
+    def concatenate(cls, parts: Sequence[Examples]) -> Examples:
         return cls([t for part in parts for t in part.tokens], *(np.concatenate([getattr(p, k) for p in parts])
                                                                   for k in ("labels", "generators")))
 

@@ -117,9 +117,11 @@ def iter_perturbations(selection: str = "all") -> Iterator[tuple[str, str, Pertu
     for item in items:
         name, _, severity = item.partition(":")
         if name not in PERTURBATIONS:
-            raise PerturbationError(f"Unknown perturbation {name!r} in {selection!r}; choose from {sorted(PERTURBATIONS)}.")
+            raise PerturbationError(f"Unknown perturbation {name!r} in {selection!r}; "
+                                    f"choose from {sorted(PERTURBATIONS)}.")
         if severity and severity not in PERTURBATIONS[name]:
-            raise PerturbationError(f"Perturbation {name!r} has severities {list(PERTURBATIONS[name])}, not {severity!r}.")
+            raise PerturbationError(f"Perturbation {name!r} has severities {list(PERTURBATIONS[name])}, "
+                                    f"not {severity!r}.")
         for level in [severity] if severity else list(PERTURBATIONS[name]):
             yield name, level, PERTURBATIONS[name][level]
 

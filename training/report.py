@@ -30,7 +30,8 @@ def plot_training_curves(log_path: Path, output: Path) -> Path:
     return Path(output)
 
 
-def plot_evaluation(labels: np.ndarray, scores: np.ndarray, threshold: float, report: dict[str, Any], folder: Path) -> list[Path]:
+def plot_evaluation(labels: np.ndarray, scores: np.ndarray, threshold: float, report: dict[str, Any],
+                    folder: Path) -> list[Path]:
     """Confusion matrix, ROC, reliability diagram, per-generator and per-perturbation bars."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

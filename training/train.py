@@ -61,19 +61,22 @@ def matches_any(rules: Sequence[str], option: str = "exclude") -> Callable[[dict
 
 
 def build_splits(config: TrainConfig) -> datasets.DatasetDict:
-    """Usable rows of the sources, split by the loader; `exclude` leaves training and validation, `holdout` training only."""
+    """Usable rows of the sources, split by the loader; `exclude` leaves training and validation, `holdout` training
+    only."""
     splits = split_dataset(drop_unusable(load_sources(config.data)), seed=config.split_seed)
-    for option, rules, names in (("exclude", config.exclude, ("train", "validation")), ("holdout", config.holdout, ("train",))):
+    for option, rules, names in (("exclude", config.exclude, ("train", "validation")),
+                                 ("holdout", config.holdout, ("train",))):
         if not rules:
             continue
         left_out = matches_any(rules, option)
         for name in names:
-            splits[name] = splits[name].filter(lambda row: not left_out(row))
+            splits[name] = splits[name].filter(lambda row, left_out=left_out: not left_out(row))
     return splits
 
 
 def check_trainable(splits: datasets.DatasetDict, batch_size: int) -> None:
-    """Refuse splits that would train on nothing or fit the threshold on one class, before training or writing anything."""
+    """Refuse splits that would train on nothing or fit the threshold on one class, before training or writing
+    anything."""
     for name in ("train", "validation"):
         missing = [label for value, label in enumerate(LABEL_NAMES) if value not in set(splits[name]["label"])]
         if missing:
@@ -99,7 +102,8 @@ def data_summary(splits: datasets.DatasetDict, config: TrainConfig) -> dict[str,
         for label, generator in zip(split["label"], split["generator"]):
             key = f"{LABEL_NAMES[label]}/{generator}"
             counts[name][key] = counts[name].get(key, 0) + 1
-    return {"sources": [source_name(source) for source in config.data], "excluded": config.exclude, "held_out": config.holdout, "splits": counts}
+    return {"sources": [source_name(source) for source in config.data], "excluded": config.exclude,
+            "held_out": config.holdout, "splits": counts}
 
 
 class Validator:
@@ -124,7 +128,8 @@ def deepfake_config(config: TrainConfig, **values: Any) -> DeepfakeConfig:
                           face_crop=FaceSettings(margin=config.face_margin), **values)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, config: TrainConfig, epoch: int) -> float:
+def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, config: TrainConfig,
+                    epoch: int) -> float:
     """One pass over the balanced sampler; returns the mean loss."""
     model.train()
     losses = []
@@ -215,7 +220,8 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
     checkpoint = output / CHECKPOINT_DIR
     state_path = checkpoint / STATE_NAME
     if state_path.is_file() and not resume:
-        raise FileExistsError(f"{output} holds an unfinished run; pass --resume to continue it or choose another --output.")
+        raise FileExistsError(f"{output} holds an unfinished run; pass --resume to continue it or choose another "
+                              "--output.")
     set_seed(config.seed)  # Python, numpy and torch: augmentation draws repeat with num_workers=0 too
     model = create_backbone(config.backbone, config.pretrained, config.image_size)
     if config.channels_last:
@@ -273,7 +279,8 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
     return output
 
 
-def finish(model: torch.nn.Module, splits: datasets.DatasetDict, validator: Validator, config: TrainConfig, output: Path) -> None:
+def finish(model: torch.nn.Module, splits: datasets.DatasetDict, validator: Validator, config: TrainConfig,
+           output: Path) -> None:
     """Best weights -> calibration -> model folder with card and curves; the checkpoint goes unless kept."""
     checkpoint = output / CHECKPOINT_DIR
     model.load_state_dict(load_file(checkpoint / BEST_NAME))
