@@ -33,6 +33,7 @@ from typing import Any
 import datasets
 import numpy as np
 
+from hub_utils.constants import WEIGHTS_NAME
 from hub_utils.detector import load_detector
 from hub_utils.ensemble import load_ensemble
 from training.augment import MODES, AugmentConfig
@@ -152,7 +153,7 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     (the recall of its class) on the left-out images."""
     config = run_config(name, mode, args)
     rules = exclusion_rules(name)
-    if not (Path(config.output) / "model.safetensors").is_file():
+    if not (Path(config.output) / WEIGHTS_NAME).is_file():
         run(config, resume=(Path(config.output) / "checkpoint").is_dir())
     unseen, seen = held_out_rows(config, rules)
     if config.feature_blocks:

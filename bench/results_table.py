@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hub_utils.card import write_model_card
-from hub_utils.model_folder import LEAVE_ONE_OUT_NAME
+from hub_utils.constants import LEAVE_ONE_OUT_NAME
 
 ANCHORS = (("seed project: MobileNetV3 160 px, 7 augmentations", 0.81),
            ("challenge winner (ICIAP 2022)", 0.94),

@@ -21,7 +21,7 @@ from PIL import Image
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from training.data import drop_unusable, load_sources, processing_matched_sources, split_dataset
+from training.data import drop_unusable, load_sources, processing_matched_sources, raw_image_bytes, split_dataset
 from training.perturb import NEUTRAL_QUALITY, neutral_reencode
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
@@ -35,8 +35,7 @@ def metadata(data: bytes) -> list[float]:
 
 
 def encoded_bytes(row: dict, neutral: bool) -> bytes:
-    image = row["image"]
-    data = image["bytes"] if image.get("bytes") else Path(image["path"]).read_bytes()
+    data = raw_image_bytes(row["image"])
     if not neutral:
         return data
     buffer = io.BytesIO()

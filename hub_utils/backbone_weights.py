@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .constants import BACKBONE_NAME, WEIGHTS_NAME
+
 ENV_SOURCE = "DEEPFAKE_BACKBONE"
 ENV_CACHE = "DEEPFAKE_CACHE"
 ENV_NO_FETCH = "DEEPFAKE_BACKBONE_NO_FETCH"
-FOLDER_FILE = "backbone.safetensors"
-TIMM_WEIGHTS = "model.safetensors"
 
 
 class BackboneWeightsError(RuntimeError):
@@ -96,14 +96,14 @@ def _checked(path: Path, expected: str, origin: str) -> dict[str, torch.Tensor]:
 def explicit_weights_file(source: str) -> Path:
     """The file an explicit source names: a path, `local-dir:DIR` or `hf-hub:owner/name[@revision]`."""
     if source.startswith("local-dir:"):
-        return Path(source.removeprefix("local-dir:")) / TIMM_WEIGHTS
+        return Path(source.removeprefix("local-dir:")) / WEIGHTS_NAME
     if source.startswith("hf-hub:"):
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
         repo_id, _, revision = source.removeprefix("hf-hub:").partition("@")
         try:
-            return Path(hf_hub_download(repo_id, TIMM_WEIGHTS, revision=revision or None))
+            return Path(hf_hub_download(repo_id, WEIGHTS_NAME, revision=revision or None))
         except LocalEntryNotFoundError:
             raise BackboneWeightsError(f"{source}: not in the local Hugging Face cache and the Hub cannot be reached "
                                        "(offline?).") from None
@@ -121,8 +121,8 @@ def resolve_backbone_weights(architecture: str, sha256: str, folder: Path | None
         if not path.is_file():
             raise BackboneWeightsError(f"{source}: no such weights file ({path}).")
         return _checked(path, sha256, "backbone source")
-    if folder is not None and (Path(folder) / FOLDER_FILE).is_file():
-        return _checked(Path(folder) / FOLDER_FILE, sha256, "the model folder's")
+    if folder is not None and (Path(folder) / BACKBONE_NAME).is_file():
+        return _checked(Path(folder) / BACKBONE_NAME, sha256, "the model folder's")
     cached = cache_dir() / f"{sha256}.safetensors"
     if cached.is_file():
         return _checked(cached, sha256, "cached backbone")

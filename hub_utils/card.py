@@ -8,7 +8,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .model_folder import CARD_NAME, CONFIG_NAME, EVALUATION_NAME, LEAVE_ONE_OUT_NAME
+from .constants import CARD_NAME, CONFIG_NAME, EVALUATION_NAME, LEAVE_ONE_OUT_NAME
 
 DATA_TERMS = ("Trained on the project's face collection: FFHQ (CC BY-NC-SA 4.0), CelebA (non-commercial research), LFW "
               "and StyleGAN outputs (NVIDIA non-commercial licences), and tiles from public repositories. The weights "

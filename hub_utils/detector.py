@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 from scipy.special import expit
 
+from .constants import FAKE_INDEX, REAL_INDEX
 from .faces import Face, FaceFinder, FaceSettings, face_regions
 from .hub import resolve_model_source, split_revision
 from .images import ImageError, ImageInput, load_image, load_images
-from .model_folder import FAKE_INDEX, REAL_INDEX, DeepfakeConfig, load_model, read_config
+from .model_folder import DeepfakeConfig, load_model, read_config
 from .preprocess import build_preprocess
 
 _default_face_finder: FaceFinder | None = None

@@ -29,6 +29,12 @@ class EnsembleResult:
     def error(self) -> str | None:
         return self.ensemble.error
 
+    def member_probability(self, model: str, face: int, faces: int) -> float:
+        """`model`'s P(fake) for face `face` of a row of `faces` faces: its own score of that face when it scored as
+        many faces (members share one face finder, so equal counts are the same faces), else its image-level score."""
+        score = self.members[model]
+        return score.faces[face].fake_probability if len(score.faces) == faces else score.fake_probability
+
 
 @dataclass
 class Ensemble:

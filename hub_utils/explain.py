@@ -20,10 +20,10 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from timm.data import resolve_data_config
 
+from .constants import LABEL_NAMES
 from .detector import Detector, verdict_for
 from .faces import Face
 from .feature_model import FrozenFeatureClassifier
-from .model_folder import LABEL_NAMES
 from .preprocess import input_size, tile_to_size, window_origins
 
 SPECTRUM_MAX_SIDE = 1024  # larger regions: the spectrum of the central window (native pixels, not resized)

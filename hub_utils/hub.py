@@ -17,11 +17,11 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from .backbone_weights import FOLDER_FILE
-from .model_folder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, ModelFolderError
+from .constants import BACKBONE_NAME, CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from .model_folder import ModelFolderError
 
 REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-NEEDED_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, FOLDER_FILE]  # the backbone: only in repos pushed with it
+NEEDED_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, BACKBONE_NAME]  # the backbone: only in repos pushed with it
 
 
 def split_revision(source: str) -> tuple[str, str | None]:

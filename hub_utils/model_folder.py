@@ -12,19 +12,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .backbone_weights import BackboneWeightsError, resolve_backbone_weights
+from .constants import CARD_NAME, CONFIG_NAME, LABEL_NAMES, PICKLE_NAMES, WEIGHTS_NAME
 from .faces import FaceSettings
 from .feature_model import FrozenBackbone, FrozenFeatureClassifier, create_frozen_backbone
 
-LABEL_NAMES = ["real", "fake"]
-FAKE_INDEX = LABEL_NAMES.index("fake")
-REAL_INDEX = LABEL_NAMES.index("real")
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-SEEN_IMAGES_NAME = "seen_images.json"  # paths of the images a model trained or was calibrated on
-EVALUATION_NAME = "evaluation.json"  # the test-split report of `training.evaluate`
-LEAVE_ONE_OUT_NAME = "leave_one_out.json"  # its recipe's left-out generators and sources (`bench.results_table`)
-PICKLE_NAMES = ("pytorch_model.bin", "model.pth", "model.pt", "open_clip_pytorch_model.bin")
 PREPROCESSING_MODES = ("resize", "crop", "tile")
 RETIRED_AT = "d2a40e0"  # the last commit with the experiment options retired on 2026-12-05 (docs/experiments.md)
 RETIRED_DEEPFAKE_OPTIONS = {"npr": False, "full_resolution_stem": False, "kept_blocks": 0}  # at their old defaults

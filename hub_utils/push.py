@@ -19,18 +19,17 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import save_file
 
-from .backbone_weights import FOLDER_FILE, resolve_backbone_weights
-from .model_folder import (
+from .backbone_weights import resolve_backbone_weights
+from .constants import (
+    BACKBONE_NAME,
     CARD_NAME,
     CONFIG_NAME,
     EVALUATION_NAME,
     LEAVE_ONE_OUT_NAME,
     SEEN_IMAGES_NAME,
     WEIGHTS_NAME,
-    ModelFolderError,
-    load_model,
-    read_config,
 )
+from .model_folder import ModelFolderError, load_model, read_config
 
 PLOT_SUFFIX = ".png"
 EXTRA_FILES = (EVALUATION_NAME, LEAVE_ONE_OUT_NAME, "train_config.json", "training_log.jsonl", SEEN_IMAGES_NAME)
@@ -59,8 +58,8 @@ def stage(folder: Path, destination: Path, with_backbone: bool = False) -> list[
             raise ModelFolderError(f"{folder}: --with-backbone is for frozen-backbone models; this one holds all "
                                    "its weights.")
         state = resolve_backbone_weights(config["architecture"], deepfake.backbone.weights_sha256, folder)
-        save_file(state, str(destination / FOLDER_FILE), metadata={"architecture": config["architecture"]})
-        names.append(FOLDER_FILE)
+        save_file(state, str(destination / BACKBONE_NAME), metadata={"architecture": config["architecture"]})
+        names.append(BACKBONE_NAME)
     return names
 
 

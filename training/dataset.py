@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from hub_utils.faces import Face, FaceFinder, FaceSettings, face_regions
 from hub_utils.images import ImageError, load_image
+from training.data import raw_image_bytes
 from training.perturb import NEUTRAL_SIZE, neutral_reencode
 
 Augment = Callable[[np.ndarray, np.ndarray | None], torch.Tensor]
@@ -24,9 +25,7 @@ Augment = Callable[[np.ndarray, np.ndarray | None], torch.Tensor]
 def image_of(row: dict[str, Any]) -> Image.Image:
     """The row's image as RGB through the detector's own safe loader."""
     image = row["image"]
-    if isinstance(image, dict):
-        image = image["bytes"] if image.get("bytes") else image["path"]
-    return load_image(image, row.get("path") or "image")
+    return load_image(raw_image_bytes(image) if isinstance(image, dict) else image, row.get("path") or "image")
 
 
 def neutral_face(face: Face, size: tuple[int, int]) -> Face:

@@ -20,7 +20,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-LABEL_NAMES = ("real", "fake")
+from hub_utils.constants import LABEL_NAMES
 
 
 def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float:

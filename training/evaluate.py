@@ -24,9 +24,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from hub_utils.card import write_model_card
+from hub_utils.constants import EVALUATION_NAME, SEEN_IMAGES_NAME
 from hub_utils.detect import prepare_output
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, load_ensemble
-from hub_utils.model_folder import EVALUATION_NAME, SEEN_IMAGES_NAME, ModelFolderError
+from hub_utils.model_folder import ModelFolderError
 from training.calibrate import best_threshold
 from training.data import DataError, load_sources, processing_matched_sources, split_dataset
 from training.dataset import image_of

@@ -25,8 +25,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from hub_utils.constants import LABEL_NAMES
 from training.augment import AugmentConfig, TrainTransform, build_compose
-from training.data import FEATURES, LABEL_NAMES, drop_unusable, load_sources, split_dataset
+from training.data import FEATURES, drop_unusable, load_sources, raw_image_bytes, split_dataset
 
 EXPORT_FEATURES = datasets.Features({**FEATURES, "augmented": datasets.Value("bool"), "copy": datasets.Value("int32")})
 SETTINGS_NAME = "export.json"
@@ -75,7 +76,7 @@ def _export_row(ds: datasets.Dataset, transform: TrainTransform, settings: Expor
                 index: int, copy: int) -> dict[str, Any]:
     """One exported example; augmentation is seeded by (seed, position), so a resumed export is identical."""
     row = ds[index]
-    data = _raw_bytes(row["image"])
+    data = raw_image_bytes(row["image"])
     augmented = settings.augment or copy > 0
     if augmented:
         transform.compose.set_random_seed(int(np.random.SeedSequence([settings.seed, position]).generate_state(1)[0]))
@@ -85,9 +86,6 @@ def _export_row(ds: datasets.Dataset, transform: TrainTransform, settings: Expor
         image = {"bytes": data, "path": row["image"].get("path")}
     return {**row, "image": image, "augmented": augmented, "copy": copy}
 
-
-def _raw_bytes(image: dict[str, Any]) -> bytes:
-    return image["bytes"] if image.get("bytes") is not None else Path(image["path"]).read_bytes()
 
 
 @contextmanager

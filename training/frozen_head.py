@@ -29,10 +29,11 @@ from timm.models import get_pretrained_cfg
 
 from hub_utils.backbone_weights import PACKAGED, explicit_weights_file, weights_digest
 from hub_utils.card import write_model_card
+from hub_utils.constants import FAKE_INDEX, REAL_INDEX
 from hub_utils.detector import Detector
 from hub_utils.faces import FaceSettings
 from hub_utils.feature_model import FrozenBackbone, FrozenFeatureClassifier
-from hub_utils.model_folder import FAKE_INDEX, REAL_INDEX, DeepfakeConfig, save_model_folder
+from hub_utils.model_folder import DeepfakeConfig, save_model_folder
 from training.calibrate import fit_calibration
 from training.config import TrainConfig
 from training.data import DataError

@@ -18,8 +18,9 @@ import datasets
 import torch
 
 from hub_utils.card import write_model_card
+from hub_utils.constants import EVALUATION_NAME
 from hub_utils.faces import FaceFinder
-from hub_utils.model_folder import EVALUATION_NAME, DeepfakeConfig, ModelFolderError, load_model, save_model_folder
+from hub_utils.model_folder import DeepfakeConfig, ModelFolderError, load_model, save_model_folder
 from training.calibrate import fold_temperature
 from training.config import TrainConfig
 from training.data import DataError

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
+from hub_utils.constants import LABEL_NAMES
+
 
 def plot_training_curves(log_path: Path, output: Path) -> Path:
     """Training loss and validation balanced accuracy / AUC per epoch."""
@@ -44,7 +46,7 @@ def plot_evaluation(labels: np.ndarray, scores: np.ndarray, threshold: float, re
         paths.append(folder / name)
 
     figure, axis = plt.subplots(figsize=(4, 4))
-    ConfusionMatrixDisplay.from_predictions(labels, (scores >= threshold).astype(int), display_labels=["real", "fake"],
+    ConfusionMatrixDisplay.from_predictions(labels, (scores >= threshold).astype(int), display_labels=LABEL_NAMES,
                                             ax=axis, colorbar=False)
     axis.set_title(f"threshold {threshold:.3f}")
     save(figure, "confusion_matrix.png")

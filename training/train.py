@@ -29,14 +29,15 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from hub_utils.card import write_model_card
+from hub_utils.constants import LABEL_NAMES, SEEN_IMAGES_NAME
 from hub_utils.detector import Detector
 from hub_utils.faces import FaceFinder, FaceSettings
-from hub_utils.model_folder import SEEN_IMAGES_NAME, DeepfakeConfig, ModelFolderError, save_model_folder
+from hub_utils.model_folder import DeepfakeConfig, ModelFolderError, save_model_folder
 from training.augment import build_train_transform
 from training.backbone import PretrainedError, create_backbone
 from training.calibrate import fit_calibration, fold_temperature
 from training.config import TrainConfig, build_parser, resolve_config
-from training.data import LABEL_NAMES, DataError, drop_unusable, load_sources, source_name, split_dataset
+from training.data import DataError, drop_unusable, load_sources, source_name, split_counts, split_dataset
 from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_worker
 from training.deepfake_metrics import compute_metrics
 from training.frozen_head import train_frozen_head
@@ -97,13 +98,8 @@ def write_seen_images(output: Path, splits: datasets.DatasetDict) -> None:
 
 def data_summary(splits: datasets.DatasetDict, config: TrainConfig) -> dict[str, Any]:
     """Counts per split and label/generator, recorded in the model folder and card."""
-    counts = {name: {} for name in splits}
-    for name, split in splits.items():
-        for label, generator in zip(split["label"], split["generator"]):
-            key = f"{LABEL_NAMES[label]}/{generator}"
-            counts[name][key] = counts[name].get(key, 0) + 1
     return {"sources": [source_name(source) for source in config.data], "excluded": config.exclude,
-            "held_out": config.holdout, "splits": counts}
+            "held_out": config.holdout, "splits": split_counts(splits)}
 
 
 class Validator:
