@@ -1,7 +1,7 @@
 """Augmentation throughput, and whether a DataLoader keeps an EfficientNet-Lite0 training step fed on 2 cores.
 
     python -m bench.augment            # from the repository root; about 2 minutes
-    python -m bench.augment --data ../shared/data/faces --steps 5 --size 160
+    python -m bench.augment --data ../shared/data/faces --steps 5 --image-size 160
 
 Uses ../shared/data/faces when present, else generated 256 px images. Step times compare forward+backward on
 synthetic tensors (the ceiling) with the same step fed by a DataLoader that decodes and augments real images;
@@ -104,37 +104,42 @@ def synthetic_batches(batch: int, size: int):
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.augment", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--size", type=int, default=160)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="a folder tree of faces (default ../shared/data/faces; generated images without it)")
+    parser.add_argument("--image-size", type=int, default=160, dest="image_size",
+                        help="model input side in pixels (default 160)")
+    parser.add_argument("--batch-size", type=int, default=32, dest="batch_size",
+                        help="images per training step (default 32)")
     parser.add_argument("--steps", type=int, default=4, help="timed training steps per setting")
     parser.add_argument("--images", type=int, default=200, help="images for the augmentation rate")
     args = parser.parse_args(argv)
+    if min(args.image_size, args.batch_size, args.steps, args.images) < 1:
+        parser.error("--image-size, --batch-size, --steps and --images must be at least 1")
     torch.set_num_threads(2)
     torch.manual_seed(0)
     datasets.disable_progress_bars()
-    ds, origin = load_bench_data(args.data, max(args.images, args.batch * (args.steps + 2)), seed=0)
+    ds, origin = load_bench_data(args.data, max(args.images, args.batch_size * (args.steps + 2)), seed=0)
     print(f"python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"data: {origin}, {args.size} px, batch {args.batch}")
+          f"data: {origin}, {args.image_size} px, batch {args.batch_size}")
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start (other jobs slow every number)")
     for mode in ("resize", "crop"):
-        transform = build_train_transform(AugmentConfig(mode=mode), args.size, MEAN, STD, seed=0)
+        transform = build_train_transform(AugmentConfig(mode=mode), args.image_size, MEAN, STD, seed=0)
         alone, with_decode = augment_rate(ds, transform, args.images)
         print(f"augment ({mode}, default config): {alone:7.1f} img/s on decoded arrays, "
               f"{with_decode:7.1f} img/s with decoding")
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=2)
     model = model.to(memory_format=torch.channels_last).train()
-    transform = build_train_transform(AugmentConfig(), args.size, MEAN, STD, seed=0)
+    transform = build_train_transform(AugmentConfig(), args.image_size, MEAN, STD, seed=0)
     print("train step (forward+backward+AdamW); synthetic tensors measured just before each loader setting")
     for workers in (0, 1, 2):
-        ceiling, _ = step_times(model, synthetic_batches(args.batch, args.size), args.steps)
-        loader = torch.utils.data.DataLoader(AugmentedImages(ds, transform), batch_size=args.batch, shuffle=True,
+        ceiling, _ = step_times(model, synthetic_batches(args.batch_size, args.image_size), args.steps)
+        loader = torch.utils.data.DataLoader(AugmentedImages(ds, transform), batch_size=args.batch_size, shuffle=True,
                                              num_workers=workers, worker_init_fn=_one_thread if workers else None)
         seconds, wait = step_times(model, loader, args.steps)
         share = wait / seconds
         verdict = "fed" if share < 0.05 else f"waits {100 * share:.0f}% of the step for data"
         print(f"  num_workers={workers}: synthetic {ceiling:5.2f} s/step, real {seconds:5.2f} s/step "
-              f"({args.batch / seconds:4.1f} img/s, {wait:4.2f} s waiting for data): {verdict}")
+              f"({args.batch_size / seconds:4.1f} img/s, {wait:4.2f} s waiting for data): {verdict}")
 
 if __name__ == "__main__":
     main()

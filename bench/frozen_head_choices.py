@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.leave_one_out import exclusion_rules, rule_mask
+from bench.common import exclusion_rules, rule_mask
 from hub_utils.feature_model import FrozenBackbone
 from training.config import TrainConfig
 from training.deepfake_metrics import compute_metrics
 from training.features import FeatureCache
 from training.frozen_head import Examples, build_detector, examples, fit_and_calibrate
-from training.train import build_splits
+from training.pipeline import build_splits
 
 LEFT_OUTS = ["generator=stylegan", "attribute_gans", "diffusion", "generator=flux1_pro+flux1_dev+flux1_schnell",
              "generator=stable_diffusion_2_1", "generator=pggan_reimpl", "generator=elegant", "generator=arc2face",
@@ -109,21 +109,6 @@ def summary(results: list[dict]) -> dict:
 
 
 REAL_SOURCES = ("rees451_lfw", "serengil_deepface+ageitgey_face_recognition")
-SUMMARY_KEYS = ("mean_auc", "mean_balanced_accuracy", "worst_family_auc", "worst_family_balanced_accuracy",
-                "worst_real_recall", "validation_balanced_accuracy", "validation_perturbed_balanced_accuracy")
-
-
-def format_table(records: list[dict]) -> str:
-    """One Markdown row per crop and candidate: its `summary` (the perturbed validation view was measured at 804356a,
-    where that view existed)."""
-    lines = ["| crop | candidate | mean unseen AUC | mean unseen bal. acc. | worst family AUC | "
-             "worst family bal. acc. | worst real recall | validation bal. acc. (nothing left out) | "
-             "the same, perturbed (commit 804356a) |", "|---" * 9 + "|"]
-    for record in records:
-        values = [record["summary"].get(key) for key in SUMMARY_KEYS]
-        cells = " | ".join(f"{value:.3f}" if value is not None else "" for value in values)
-        lines.append(f"| {record['crop']} | {record['candidate']} | {cells} |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,16 +118,23 @@ def main(argv: list[str] | None = None) -> None:
                         help="settings to compare, e.g. "
                              "blocks=6,8,10,12/tokens=cls+patch/c=0.05/flip=1/views=neutral+raw")
     parser.add_argument("--face-margin", default=None, help="a face margin, or 'whole' for whole images")
-    parser.add_argument("--left-out", nargs="+", default=LEFT_OUTS)
-    parser.add_argument("--output", type=Path, default=Path("reports/frozen_head_choices.json"))
+    parser.add_argument("--left-out", nargs="+", default=LEFT_OUTS,
+                        help="left-out groups: a family, generator=A+B or a source (A+B); default: the eleven groups "
+                             "of LEFT_OUTS")
+    parser.add_argument("--output", type=Path, default=Path("reports/frozen_head_choices.json"),
+                        help="JSON records, replacing earlier records of the same crop and candidates "
+                             "(default reports/frozen_head_choices.json)")
     args = parser.parse_args(argv)
-    base = TrainConfig.from_file(args.config)
-    if args.face_margin == "whole":
-        base = replace(base, face_crop=False)
-    elif args.face_margin is not None:
-        base = replace(base, face_margin=float(args.face_margin))
+    try:  # usage errors: an unreadable --config, a --face-margin that is no number, a malformed candidate
+        base = TrainConfig.from_file(args.config)
+        if args.face_margin == "whole":
+            base = replace(base, face_crop=False)
+        elif args.face_margin is not None:
+            base = replace(base, face_margin=float(args.face_margin))
+        configs = {candidate: parse_candidate(candidate, base) for candidate in args.candidates}
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
     crop = "whole image" if not base.face_crop else f"face margin {base.face_margin}"
-    configs = {candidate: parse_candidate(candidate, base) for candidate in args.candidates}
     rows = Rows(base, {view for config in configs.values() for view in config.train_views})
     earlier = json.loads(args.output.read_text()) if args.output.is_file() else []
     records = [r for r in earlier if not (r["crop"] == crop and r["candidate"] in args.candidates)]

@@ -1,6 +1,6 @@
 """Inference speed of each default model, written to `bench/results/inference_<cpu|gpu>.json`.
 
-    python -m bench.inference [--device cpu] [--images 64] [--threads 2] [--model FOLDER ...]
+    python -m bench.inference [--device cpu] [--images 64] [--threads 2] [--model FOLDER --model FOLDER ...]
 
 Per model: the bare forward (preprocessed tensors already resident, one view, batch 1 and 32), and end to end through
 `Detector.predict` from image files (decoding, faces, crops, every view the model scores), once with a fresh face
@@ -94,11 +94,13 @@ def measure(source: str, paths: list[str], device: str) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.inference", description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", help="model folder; repeat for several (default: the defaults)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the models run (default cpu)")
+    parser.add_argument("--images", type=int, default=64, help="256 px face images to score (default 64)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--output", type=Path, help="default: bench/results/inference_<cpu|gpu>.json")
     args = parser.parse_args(argv)
+    if args.images < 1 or args.threads < 1:
+        parser.error("--images and --threads must be at least 1")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         paths = bench_images(args.images, Path(tmp))

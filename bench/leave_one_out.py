@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -33,54 +32,28 @@ from typing import Any
 import datasets
 import numpy as np
 
+from bench.common import (
+    FAMILIES,
+    GENERATOR_PREFIX,
+    TABLE_EPOCHS,
+    every_row,
+    exclusion_rules,
+    held_out_masks,
+    leave_one_out_table,
+    row_figures,
+    rule_mask,
+    save_rows,
+)
 from hub_utils.constants import WEIGHTS_NAME
 from hub_utils.detector import load_detector
 from hub_utils.ensemble import load_ensemble
 from training.augment import MODES, AugmentConfig
 from training.config import TrainConfig
 from training.data import DataError
-from training.evaluate import build_report, evaluate
+from training.evaluation import build_report, evaluate
 from training.features import FeatureCache
 from training.frozen_head import LinearHead, region_tokens
-from training.train import build_splits, matches_any, run
-
-FAMILIES = {
-    "stylegan": ["stylegan", "stylegan2", "stylegan3", "stylegan_family_unverified"],
-    "attribute_gans": ["attgan", "stargan", "elegant", "gdwct"],
-    "diffusion": ["flux1_pro", "flux1_dev", "flux1_schnell", "sdxl", "dalle3", "stable_diffusion_1_5",
-                  "stable_diffusion_2_1", "arc2face"],
-}
-GENERATOR_PREFIX = "generator="  # a left-out name that names generators rather than a family or a source
-
-
-def exclusion_rules(name: str) -> list[str]:
-    """`--exclude` rules for a family name (its generators), `generator=A+B` (those generators) or `A+B` (those
-    sources, each with its reals and its fakes)."""
-    if name in FAMILIES:
-        return [f"generator={g}" for g in FAMILIES[name]]
-    if name.startswith(GENERATOR_PREFIX):
-        return [f"generator={g}" for g in name.removeprefix(GENERATOR_PREFIX).split("+")]
-    return [f"source={s}" for s in name.split("+")]
-
-
-def rule_mask(rows: datasets.Dataset, rules: list[str]) -> np.ndarray:
-    """Which rows match any `generator=NAME` / `source=NAME` rule (read from those columns; images stay undecoded)."""
-    matches = matches_any(rules)
-    return np.array([matches({"generator": g, "source": s}) for g, s in zip(rows["generator"], rows["source"])], bool)
-
-
-def every_row(config: TrainConfig) -> tuple[datasets.Dataset, np.ndarray]:
-    """Every usable row of every split, nothing excluded, and the name of each row's split."""
-    splits = build_splits(replace(config, exclude=[]))
-    names = np.concatenate([np.full(len(splits[name]), name) for name in splits])
-    return datasets.concatenate_datasets([splits[name] for name in splits]), names
-
-
-def held_out_masks(split_names: np.ndarray, labels: np.ndarray, left_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unseen, seen): every left-out row plus the test split's rows of a class they lack; the test split without
-    them."""
-    seen = (split_names == "test") & ~left_out
-    return left_out | (seen & ~np.isin(labels, labels[left_out])), seen
+from training.pipeline import run
 
 
 def held_out_rows(config: TrainConfig, rules: list[str]) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -100,11 +73,10 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
                 raise ValueError(item)
             settings[key] = json.loads(value)
         except ValueError:  # also json.JSONDecodeError
-            raise SystemExit(f"--augment {item!r}: use KEY=VALUE with a JSON value, e.g. jpeg_p=0.3.") from None
+            raise ValueError(f"--augment {item!r}: use KEY=VALUE with a JSON value, e.g. jpeg_p=0.3.") from None
     return settings
 
 
-TABLE_EPOCHS = 2  # the plain recipe's training length; other lengths are variants
 SMALL_RECIPE = TrainConfig(backbone="tf_efficientnet_lite0", pretrained="packaged", epochs=TABLE_EPOCHS, image_size=160,
                            num_workers=1)
 
@@ -170,56 +142,17 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
             **row_figures(unseen_report, seen_report), "unseen_accuracy_per_generator": per_generator}
 
 
-def row_figures(unseen: dict, seen: dict) -> dict:
-    """A table row's figures from the metric reports (`compute_metrics`) of the left-out and the seen test images."""
-    return {"threshold": unseen["threshold"], "unseen_n_fake": unseen["per_class"]["fake"]["support"],
-            "unseen_n_real": unseen["per_class"]["real"]["support"], "unseen_roc_auc": unseen["roc_auc"],
-            "unseen_balanced_accuracy": unseen["balanced_accuracy"],
-            "unseen_fake_recall": unseen["per_class"]["fake"]["recall"],
-            "real_recall": unseen["per_class"]["real"]["recall"],
-            "seen_balanced_accuracy": seen["balanced_accuracy"], "seen_roc_auc": seen["roc_auc"]}
-
-
 def row_key(row: dict) -> tuple[str, str, str, int]:
     return row["left_out"], row["mode"], row.get("variant", ""), row.get("seed", 0)
 
 
-def merge_rows(earlier: list[dict], new_rows: list[dict], key: Callable[[dict], tuple]) -> list[dict]:
-    """Earlier rows with reruns (same `key`) replaced in place, then the rows that are new."""
-    fresh = {key(row): row for row in new_rows}
-    return [fresh.pop(key(row), row) for row in earlier] + list(fresh.values())
-
-
-def save_rows(path: Path, new_rows: list[dict], key: Callable[[dict], tuple]) -> list[dict]:
-    """Merge `new_rows` into the JSON row list at `path` (`merge_rows`), write it back and return every row."""
-    rows = merge_rows(json.loads(path.read_text()) if path.is_file() else [], new_rows, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=2) + "\n")
-    return rows
-
-
-METRIC_HEADER = "fakes | reals | AUC | bal. acc | fake recall | real recall | seen-test bal. acc"
-
-
-def metric_cells(row: dict) -> str:
-    """A row's figures on the left-out images and on the seen test images, as the cells under `METRIC_HEADER`."""
-    return (f"{row['unseen_n_fake']} | {row['unseen_n_real']} | {row['unseen_roc_auc']:.3f} | "
-            f"{row['unseen_balanced_accuracy']:.3f} | {row['unseen_fake_recall']:.3f} | {row['real_recall']:.3f} | "
-            f"{row['seen_balanced_accuracy']:.3f}")
-
-
-def format_table(rows: list[dict]) -> str:
-    lines = [f"| left out | mode | seed | {METRIC_HEADER} | threshold |", "|" + "---|" * 11]
-    for r in rows:
-        mode = f"{r['mode']} {r.get('variant', '')}".strip()
-        lines.append(f"| {r['left_out']} | {mode} | {r.get('seed', 0)} | {metric_cells(r)} | {r['threshold']:.3f} |")
-    return "\n".join(lines)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", nargs="+", default=["../shared/data/faces"])
-    parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+    parser = argparse.ArgumentParser(prog="python -m bench.leave_one_out", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", nargs="+", default=["../shared/data/faces"],
+                        help="sources, as for training (default ../shared/data/faces)")
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES),
+                        help="generator families to leave out, one run each (default: all; give none to run only "
+                             "--sources and --generators)")
     parser.add_argument("--sources", nargs="+", default=[], metavar="NAME[+NAME...]",
                         help="sources to leave out with their reals and their fakes, one run per item; A+B leaves "
                              "both out in one run (e.g. every source of one generator: new fakes and new reals)")
@@ -236,9 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "classifier")
     parser.add_argument("--augment", nargs="*", default=[], metavar="KEY=VALUE", help="augmentation settings to change")
     parser.add_argument("--epochs", type=int, help=f"default: the recipe's ({TABLE_EPOCHS} for the small Lite0)")
-    parser.add_argument("--seed", type=int, default=0, help="training seed, which also redraws the splits")
-    parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"))
-    parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"))
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed; a repeat of a run, so it also sets the split seed (another draw of the "
+                             "splits)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"),
+                        help="folder of the trained runs, reused when they exist (default runs/leave_one_out)")
+    parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"),
+                        help="JSON rows, merged with the rows of other runs already there "
+                             "(default reports/leave_one_out.json)")
     return parser
 
 
@@ -251,21 +189,27 @@ def check_left_out(names: list[str], data: list[str]) -> None:
         groups = [rules] if name in FAMILIES else [[rule] for rule in rules]
         for group in groups:
             if not rule_mask(every, group).any():
-                raise SystemExit(f"{' / '.join(group)} matches no image of {', '.join(data)}. Generators there: "
+                raise ValueError(f"{' / '.join(group)} matches no image of {', '.join(data)}. Generators there: "
                                  f"{', '.join(sorted(set(every['generator'])))}; sources: "
                                  f"{', '.join(sorted(set(every['source'])))}.")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     names = args.families + args.sources + [GENERATOR_PREFIX + item for item in args.generators]
-    check_left_out(names, args.data)
-    modes = args.modes or [recipe(args).preprocessing]
+    try:  # usage errors, before any training: a bad --augment item, --config file or left-out name, unloadable --data
+        parse_settings(args.augment)
+        modes = args.modes or [recipe(args).preprocessing]
+        recipe(args)  # a --config file that cannot be read
+        check_left_out(names, args.data)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
     try:
         rows = [run_one(name, mode, args) for name in names for mode in modes]
     except DataError as error:  # finished runs keep their folders, so a rerun reuses them
         raise SystemExit(f"error: {error}") from error
-    print(format_table(save_rows(args.output, rows, row_key)))
+    print(leave_one_out_table(save_rows(args.output, rows, row_key)))
 
 
 if __name__ == "__main__":

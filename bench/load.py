@@ -5,7 +5,7 @@ request against the ensemble's own `predict` on the same image in this process (
 a different picture (the example face with one pixel changed), so no face-detection cache helps.
 
     python bench/load.py                       # starts `python app.py` with the Space's configured models
-    python bench/load.py --models models/a,models/b --clients 8 --requests 50 --out bench/results/load.txt
+    python bench/load.py --model models/a --model models/b --clients 8 --requests 50 --output bench/results/load.txt
     python bench/load.py --url http://127.0.0.1:7860/ --pid 1234   # an app that is already running
 
 With no model configured, an untrained stand-in (tf_efficientnet_lite0 at 192 px, ImageNet weights from the pip
@@ -277,15 +277,19 @@ def report(args: argparse.Namespace, models: list[str], samples: list[Sample], w
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=8, help="concurrent gradio_client clients")
     parser.add_argument("--requests", type=int, default=50, help="requests per client")
     parser.add_argument("--single", type=int, default=10, help="requests for the single-request comparison")
-    parser.add_argument("--models", help="comma-separated model folders or Hub ids (default: the Space's settings)")
+    parser.add_argument("--model", action="append",
+                        help="model folder or Hub id; repeat for several (default: the Space's settings)")
     parser.add_argument("--url", help="an already running app (default: start app.py on a free port)")
     parser.add_argument("--pid", type=int, help="process id of the app at --url, for its peak memory")
-    parser.add_argument("--out", type=Path, help="also write the report to this file")
-    return parser.parse_args(argv)
+    parser.add_argument("--output", type=Path, help="also write the report to this file")
+    args = parser.parse_args(argv)
+    if min(args.clients, args.requests, args.single) < 1:
+        parser.error("--clients, --requests and --single must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -293,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.update(OFFLINE_ENV)
     with tempfile.TemporaryDirectory(prefix="bench_load_") as scratch:
         scratch = Path(scratch)
-        models = args.models.split(",") if args.models else load_space_config().models
+        models = args.model or load_space_config().models
         models = models or [make_stand_in_model(scratch / "stand-in-lite0-192")]
         files = make_variants(args.clients * args.requests + 2 * args.single, scratch)
         app = None if args.url else start_app(models, scratch / "uploads")
@@ -310,9 +314,9 @@ def main(argv: list[str] | None = None) -> None:
                 app.stop()
     text = report(args, models, samples, wall, rss, single)
     print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
 
 
 if __name__ == "__main__":

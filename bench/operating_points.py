@@ -15,20 +15,26 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from bench.feature_probe import detector_scores, figures_at, masks_for
-from bench.leave_one_out import every_row, rule_mask, save_rows
+from bench.common import (
+    VALIDATION_RULE,
+    detector_scores,
+    every_row,
+    figures_at,
+    masks_for,
+    operating_points_table,
+    rule_mask,
+    save_rows,
+)
+from hub_utils.constants import TRAIN_CONFIG_NAME
 from training.calibrate import best_threshold
 from training.config import TrainConfig
-from training.recalibrate import TRAIN_CONFIG_NAME
 
 MEMBER_SEPARATOR = ","  # RUN,RUN: the ensemble of runs trained on one split
 SPLIT_KEYS = ("data", "split_seed", "exclude", "holdout")
-VALIDATION_RULE = "validation BA"
 
 
 def real_recall_threshold(real_scores: np.ndarray, recall: float) -> float:
@@ -54,7 +60,7 @@ def shared_split(folders: list[Path]) -> TrainConfig:
     for key in SPLIT_KEYS:
         values = {folder.name: getattr(config, key) for folder, config in zip(folders, configs)}
         if len({json.dumps(value) for value in values.values()}) > 1:
-            raise SystemExit(f"an ensemble needs runs of one split: they differ in {key}: {values}")
+            raise ValueError(f"an ensemble needs runs of one split: they differ in {key}: {values}")
     return configs[0]
 
 
@@ -75,57 +81,24 @@ def point_key(row: dict) -> tuple[str, str]:
     return row["run"], row["rule"]
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = ["| run | threshold rule | threshold | validation real recall | unseen AUC | unseen bal. acc | "
-             "unseen fake recall | unseen real recall | seen-test bal. acc |", "|" + "---|" * 9]
-    lines += [f"| {r['run']} | {r['rule']} | {r['threshold']:.3f} | {r['validation_real_recall']:.3f} | "
-              f"{r['unseen_roc_auc']:.3f} | {r['unseen_balanced_accuracy']:.3f} | {r['unseen_fake_recall']:.3f} | "
-              f"{r['real_recall']:.3f} | {r['seen_balanced_accuracy']:.3f} |" for r in rows]
-    return "\n".join(lines)
-
-
-def rule_summary(rows: list[dict]) -> list[dict]:
-    """Each threshold rule over every run that has it and the training's rule: mean and minimum unseen balanced
-    accuracy, mean seen-test balanced accuracy, and in how many runs it scores the unseen images above the training's
-    rule."""
-    by_run: dict[str, dict[str, dict]] = defaultdict(dict)
-    for row in rows:
-        by_run[row["run"]][row["rule"]] = row
-    summary = []
-    for rule in dict.fromkeys(row["rule"] for row in rows):
-        runs = [points for points in by_run.values() if rule in points and VALIDATION_RULE in points]
-        unseen = [points[rule]["unseen_balanced_accuracy"] for points in runs]
-        summary.append({"rule": rule, "runs": len(runs), "unseen_mean": float(np.mean(unseen)),
-                        "unseen_min": float(np.min(unseen)),
-                        "seen_mean": float(np.mean([points[rule]["seen_balanced_accuracy"] for points in runs])),
-                        "above_validation_rule": sum(points[rule]["unseen_balanced_accuracy"]
-                                                     > points[VALIDATION_RULE]["unseen_balanced_accuracy"]
-                                                     for points in runs)})
-    return summary
-
-
-def format_summary(summary: list[dict]) -> str:
-    lines = ["| threshold rule | runs | mean unseen bal. acc | min unseen bal. acc | mean seen-test bal. acc | "
-             f"runs above {VALIDATION_RULE} |", "|" + "---|" * 6]
-    lines += [f"| {s['rule']} | {s['runs']} | {s['unseen_mean']:.3f} | {s['unseen_min']:.3f} | {s['seen_mean']:.3f} | "
-              f"{s['above_validation_rule']} |" for s in summary]
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.operating_points", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", help="bench.leave_one_out run folders; RUN,RUN scores their ensemble")
     parser.add_argument("--real-recalls", nargs="+", type=float, default=[0.95, 0.9, 0.85], dest="real_recalls",
                         help="validation real recalls that set the other thresholds")
-    parser.add_argument("--output", type=Path, default=Path("reports/operating_points.json"))
-    args = parser.parse_args()
+    parser.add_argument("--output", type=Path, default=Path("reports/operating_points.json"),
+                        help="JSON rows, merged with other rows already there (default reports/operating_points.json)")
+    args = parser.parse_args(argv)
     runs = [[Path(folder) for folder in run.split(MEMBER_SEPARATOR)] for run in args.runs]
     missing = [str(folder) for folders in runs for folder in folders if not (folder / TRAIN_CONFIG_NAME).is_file()]
     if missing:
-        raise SystemExit(f"not leave-one-out run folders (no {TRAIN_CONFIG_NAME}): {', '.join(missing)}")
-    configs = [shared_split(folders) for folders in runs]  # every ensemble checked before anything is scored
+        parser.error(f"not leave-one-out run folders (no {TRAIN_CONFIG_NAME}): {', '.join(missing)}")
+    try:
+        configs = [shared_split(folders) for folders in runs]  # every ensemble checked before anything is scored
+    except ValueError as error:
+        parser.error(str(error))
     rows = [row for folders, config in zip(runs, configs) for row in run_points(folders, config, args.real_recalls)]
-    print(format_table(save_rows(args.output, rows, point_key)))
+    print(operating_points_table(save_rows(args.output, rows, point_key)))
 
 
 if __name__ == "__main__":

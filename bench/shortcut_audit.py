@@ -21,7 +21,14 @@ from PIL import Image
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from training.data import drop_unusable, load_sources, processing_matched_sources, raw_image_bytes, split_dataset
+from training.data import (
+    DataError,
+    drop_unusable,
+    load_sources,
+    processing_matched_sources,
+    raw_image_bytes,
+    split_dataset,
+)
 from training.perturb import NEUTRAL_QUALITY, neutral_reencode
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
@@ -60,14 +67,20 @@ def audit(splits, neutral: bool, sources: list[str] | None = None) -> dict[str, 
             "roc_auc": float(roc_auc_score(y_test, scores)), "n_test": int(len(y_test))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", nargs="+", default=["../shared/data/faces"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=Path("reports/shortcut_audit.json"))
-    args = parser.parse_args()
-    dataset = drop_unusable(load_sources(args.data))
-    splits = split_dataset(dataset, seed=args.seed)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.shortcut_audit", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", nargs="+", default=["../shared/data/faces"],
+                        help="sources, as for training (default ../shared/data/faces)")
+    parser.add_argument("--split-seed", type=int, default=0, dest="split_seed",
+                        help="seed of the train/validation/test split (default 0, the split the reports use)")
+    parser.add_argument("--output", type=Path, default=Path("reports/shortcut_audit.json"),
+                        help="JSON report to write (default reports/shortcut_audit.json)")
+    args = parser.parse_args(argv)
+    try:
+        dataset = drop_unusable(load_sources(args.data))
+    except DataError as error:
+        parser.error(str(error))
+    splits = split_dataset(dataset, seed=args.split_seed)
     matched = processing_matched_sources(dataset)
     result = {"raw": audit(splits, neutral=False), "neutral": audit(splits, neutral=True),
               "matched_neutral": audit(splits, neutral=True, sources=matched), "matched_sources": matched,

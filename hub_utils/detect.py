@@ -11,88 +11,13 @@ Exit status 0 when it ran (unreadable images are rows with an `error`), 2 on usa
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
-import os
 import sys
-from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-from tqdm.auto import tqdm
-
-from .detector import ImageScore, is_inconclusive
-from .ensemble import ENSEMBLE_NAME, Ensemble, default_headline, default_sources, load_ensemble
+from .ensemble import ENSEMBLE_NAME, default_headline, default_sources, load_ensemble
 from .images import IMAGE_SUFFIXES
 from .model_folder import ModelFolderError
-
-COLUMNS = ("path", "face", "box", "model", "headline", "fake_probability", "threshold", "verdict", "inconclusive",
-           "error")
-
-
-def expand_paths(paths: Iterable[str]) -> list[str]:
-    """Files as given, folders recursed for image files (sorted)."""
-    found: list[str] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            found.append(str(path))
-    return found
-
-
-def prepare_output(output: str) -> None:
-    """Create the output's folder before any scoring, so a bad --output fails at once, not after the last image."""
-    folder = Path(output).resolve().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OSError(f"cannot create the folder for --output {output} ({error.strerror}).") from None
-    if not os.access(folder, os.W_OK):
-        raise OSError(f"cannot write --output {output}: {folder} is not writable.")
-
-
-def rows_for(path: str, model: str, score: ImageScore, threshold: float, headline: bool) -> list[dict[str, Any]]:
-    """CSV/JSON rows of one image scored by one model (`headline`: the model whose verdict leads)."""
-    common = {"path": path, "model": model, "headline": headline, "threshold": round(threshold, 6)}
-    if score.error:
-        return [{**common, "face": "", "box": "", "fake_probability": "", "verdict": "", "inconclusive": "",
-                 "error": score.error}]
-    return [{**common, "face": "none" if face.face is None else face.face, "box": ",".join(map(str, face.box)),
-             "fake_probability": round(face.fake_probability, 6), "verdict": face.verdict,
-             "inconclusive": is_inconclusive(face.fake_probability, threshold), "error": ""}
-            for face in score.faces]
-
-
-def score_paths(ensemble: Ensemble, paths: Sequence[str], batch_size: int, face_crop: bool | None,
-                with_ensemble: bool, headline: str, show_progress: bool = True) -> list[dict[str, Any]]:
-    """Rows for every path and every model (and the ensemble if asked), the headline's rows first."""
-    thresholds = {d.name: d.threshold for d in ensemble.detectors} | {ENSEMBLE_NAME: ensemble.threshold}
-    rows: list[dict[str, Any]] = []
-    for start in tqdm(range(0, len(paths), batch_size), desc="detect", unit="batch", file=sys.stderr,
-                      disable=not show_progress):
-        chunk = paths[start:start + batch_size]
-        for path, result in zip(chunk, ensemble.predict(chunk, chunk, batch_size=batch_size, face_crop=face_crop)):
-            scores = [*result.members.items(), *([(ENSEMBLE_NAME, result.ensemble)] if with_ensemble else [])]
-            for model, score in sorted(scores, key=lambda item: item[0] != headline):
-                rows.extend(rows_for(path, model, score, thresholds[model], model == headline))
-    return rows
-
-
-def write_rows(rows: list[dict[str, Any]], output: str | None) -> None:
-    """CSV (default, or .csv) or JSON (.json) to a file, or CSV to stdout."""
-    if output and output.endswith(".json"):
-        Path(output).write_text(json.dumps(rows, indent=2) + "\n")
-        return
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    if output:
-        Path(output).write_text(buffer.getvalue())
-    else:
-        sys.stdout.write(buffer.getvalue())
+from .scoring import expand_paths, prepare_output, score_paths, write_rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "models/defaults.json, led by its headline)")
     parser.add_argument("--output", help="FILE.csv or FILE.json (default: CSV on stdout)")
     parser.add_argument("--no-face-crop", action="store_true", help="score whole images, no face detection")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     parser.add_argument("--ensemble", action="store_true", help="also rows for the ensemble (mean of the models)")
     return parser
 

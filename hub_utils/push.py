@@ -27,12 +27,13 @@ from .constants import (
     EVALUATION_NAME,
     LEAVE_ONE_OUT_NAME,
     SEEN_IMAGES_NAME,
+    TRAIN_CONFIG_NAME,
     WEIGHTS_NAME,
 )
 from .model_folder import ModelFolderError, load_model, read_config
 
 PLOT_SUFFIX = ".png"
-EXTRA_FILES = (EVALUATION_NAME, LEAVE_ONE_OUT_NAME, "train_config.json", "training_log.jsonl", SEEN_IMAGES_NAME)
+EXTRA_FILES = (EVALUATION_NAME, LEAVE_ONE_OUT_NAME, TRAIN_CONFIG_NAME, "training_log.jsonl", SEEN_IMAGES_NAME)
 
 
 def files_to_push(folder: Path) -> list[Path]:
@@ -79,9 +80,9 @@ def push_folder(folder: Path, repo_id: str, private: bool = False, revision: str
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hub_utils.push", description="Publish a model folder to the Hub.")
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=Path, help="the model folder to publish")
     parser.add_argument("repo_id", help="owner/name")
-    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
     parser.add_argument("--revision", help="branch to push to (created if missing)")
     parser.add_argument("--with-backbone", action="store_true",
                         help="also upload a frozen-backbone model's backbone weights (backbone.safetensors), so that "

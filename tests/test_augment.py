@@ -1,4 +1,5 @@
-"""Tests for training.augment: config checks, each augmentation's effect, modes, determinism, preview CLI."""
+"""Tests for training.augment: config checks, each augmentation's effect, modes, determinism, the preview command
+(training.prepare)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from training import augment
+from training import augment, prepare
 from training.augment import AugmentConfig, AugmentConfigError, build_train_transform, region_box
 
 SIZE = 64
@@ -206,6 +207,6 @@ def test_preview_cli_writes_grid(tmp_path: Path, image):
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.roll(image, 7 * i, axis=1)).save(path)
     output = tmp_path / "grid.png"
-    augment.main(["preview", "--data", str(tmp_path / "src"), "--output", str(output), "--n", "5",
-                  "--size", "32", "--mode", "crop"])
+    prepare.main(["preview", "--data", str(tmp_path / "src"), "--output", str(output), "--n", "5",
+                  "--image-size", "32", "--mode", "crop"])
     assert Image.open(output).size == (4 * 32, 2 * 32)

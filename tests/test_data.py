@@ -1,4 +1,5 @@
-"""Tests for training.data: every source layout, splits, problem scanning and the describe CLI."""
+"""Tests for training.data: every source layout, splits, problem scanning, and the describe and faces commands of
+training.prepare."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 from hub_utils.constants import LABEL_NAMES
-from training import data
+from training import data, prepare
 from training.data import FEATURES, DataError, load_source, split_dataset
 
 FACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces"
@@ -291,7 +292,7 @@ def test_split_rejects_bad_fractions(split_source: datasets.Dataset):
 
 def test_describe_cli(tree: Path, tmp_path: Path, capsys):
     output = tmp_path / "out" / "describe.json"
-    data.main(["describe", str(tree), "--output", str(output), "--seed", "1"])
+    prepare.main(["describe", str(tree), "--output", str(output), "--split-seed", "1"])
     report = json.loads(output.read_text())
     assert {"total", "skipped", "splits"} <= set(report)
     assert report["total"] == 19 and len(report["skipped"]) == 3
@@ -332,7 +333,7 @@ def test_faces_cli_fills_the_cache_training_reads(tmp_path: Path, astronaut: Ima
         np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)))
     (root / "fake" / "gan" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     cache = tmp_path / "cache"
-    data.main(["faces", str(root), "--face-cache", str(cache)])
+    prepare.main(["faces", str(root), "--face-cache", str(cache)])
     assert capsys.readouterr().out.startswith("1 unreadable, 1 with a face, 1 without a face")
     assert len(list(cache.glob("*.json"))) == 4  # two readable images, as stored and neutrally re-encoded
 

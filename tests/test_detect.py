@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hub_utils.detect import COLUMNS, main
+from hub_utils.detect import main
 from hub_utils.detector import load_detector
 from hub_utils.ensemble import default_headline, default_sources, load_ensemble
 from hub_utils.model_folder import ModelFolderError
+from hub_utils.scoring import COLUMNS
 from tests.conftest import REPO_ROOT, make_model_folder
 
 

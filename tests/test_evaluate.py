@@ -13,7 +13,8 @@ from hub_utils.ensemble import load_ensemble
 from tests.conftest import make_model_folder
 from tests.test_train import write_generated_tree
 from training.data import load_sources, processing_matched_sources
-from training.evaluate import evaluate, main
+from training.evaluate import main
+from training.evaluation import evaluate
 from training.perturb import neutral_reencode
 
 REPORT_KEYS = {"n", "accuracy", "balanced_accuracy", "roc_auc", "average_precision", "eer", "threshold", "per_class",

@@ -11,19 +11,17 @@ import torch
 from PIL import Image
 
 import bench.feature_probe as feature_probe
+from bench.common import detector_scores, every_row, feature_probe_table, masks_for, save_rows
 from bench.feature_probe import (
     build_parser,
     cached_features,
-    format_table,
     fused,
-    masks_for,
     parse_fuse,
     pooled_statistics,
     probe_key,
     probe_scores,
     scored_row,
 )
-from bench.leave_one_out import every_row, save_rows
 from tests.conftest import make_model_folder
 from training.config import TrainConfig
 
@@ -76,7 +74,7 @@ def test_a_threshold_from_another_left_out_family_comes_from_its_images() -> Non
     assert from_b["unseen_n_fake"] == plain["unseen_n_fake"] == family_a.sum()
     one_class = {**from_b, "seen_roc_auc": None}  # a seen test split left with reals only has no AUC
     row = {"features": "f", "split_seed": 0, "left_out": "a", "threshold_from": "validation + b", **one_class}
-    assert format_table([row]).endswith("| n/a |")
+    assert feature_probe_table([row]).endswith("| n/a |")
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +124,7 @@ def test_fusion_averages_the_two_logits() -> None:
     assert np.allclose(fused(p, 1 - p), 0.5)
     assert np.allclose(fused(np.array([0.0]), np.array([1.0])), 0.5)  # clipped, so certainty on both sides stays finite
     assert parse_fuse(["none=models/a", "stylegan=runs/x=y"]) == {"none": "models/a", "stylegan": "runs/x=y"}
-    with pytest.raises(SystemExit, match="LEFT_OUT=FOLDER"):
+    with pytest.raises(ValueError, match="LEFT_OUT=FOLDER"):
         parse_fuse(["models/a"])
 
 
@@ -137,7 +135,7 @@ def test_a_fused_model_scores_through_the_inference_path(noise_tree: Path, model
 
     rows, _ = every_row(TrainConfig(data=[str(noise_tree)]))
     wanted = np.arange(len(rows)) % 3 == 0
-    scores = feature_probe.detector_scores([str(model_dir)], rows, wanted, str(tmp_path / "faces"))
+    scores = detector_scores([str(model_dir)], rows, wanted, str(tmp_path / "faces"))
     assert np.isnan(scores[~wanted]).all() and np.isfinite(scores[wanted]).all()
     first = int(np.flatnonzero(wanted)[1])
     expected = load_detector(model_dir).predict([neutral_reencode(image_of(rows[first]))])[0].fake_probability
@@ -152,9 +150,9 @@ def test_several_folders_score_as_the_apps_ensemble(noise_tree: Path, model_dir:
     other = make_model_folder(tmp_path / "tiny-b", seed=1)
     rows, _ = every_row(TrainConfig(data=[str(noise_tree)]))
     wanted = np.arange(len(rows)) % 4 == 0
-    alone = [feature_probe.detector_scores([str(folder)], rows, wanted, str(tmp_path / "faces"))
+    alone = [detector_scores([str(folder)], rows, wanted, str(tmp_path / "faces"))
              for folder in (model_dir, other)]
-    together = feature_probe.detector_scores([str(model_dir), str(other)], rows, wanted, str(tmp_path / "faces"))
+    together = detector_scores([str(model_dir), str(other)], rows, wanted, str(tmp_path / "faces"))
     assert not np.allclose(alone[0][wanted], alone[1][wanted])  # two different models, so the mean is a real test
     assert np.allclose(together[wanted], (alone[0][wanted] + alone[1][wanted]) / 2)
     first = int(np.flatnonzero(wanted)[1])

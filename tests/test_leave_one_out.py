@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -9,10 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.common import GENERATOR_PREFIX, exclusion_rules
 from bench.leave_one_out import (
-    GENERATOR_PREFIX,
     build_parser,
-    exclusion_rules,
     held_out_rows,
     main,
     parse_settings,
@@ -21,7 +21,7 @@ from bench.leave_one_out import (
     variant_of,
 )
 from training.config import TrainConfig
-from training.train import build_splits
+from training.pipeline import build_splits
 
 
 def write_noise_source(root: Path, source: str, labels: tuple[str, ...], seed: int) -> None:
@@ -58,15 +58,17 @@ def test_a_left_out_generator_group_runs_once_and_names_its_folder(tmp_path: Pat
     assert Path(config.output) == tmp_path / "generator-flux1_pro+flux1_dev-resize"
 
 
-def test_a_left_out_name_that_matches_no_image_is_refused_before_training(two_sources: Path, tmp_path: Path) -> None:
+def test_a_left_out_name_that_matches_no_image_is_refused_before_training(two_sources: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
     argv = ["--data", str(two_sources), "--runs", str(tmp_path / "runs"), "--output", str(tmp_path / "loo.json"),
             "--families", "--generators"]
-    with pytest.raises(SystemExit, match="generator=upsamplr matches no image.*Generators there: camera, upsampler"):
-        main([*argv, "upsampler+upsamplr"])
-    with pytest.raises(SystemExit, match="source=studi matches no image.*sources: phone, studio"):
-        main([*argv, "upsampler", "--sources", "studi"])
-    with pytest.raises(SystemExit, match="source=phon matches no image"):
-        main([*argv, "upsampler", "--sources", "studio+phon"])
+    refusals = [(["upsampler+upsamplr"], "generator=upsamplr matches no image.*Generators there: camera, upsampler"),
+                (["upsampler", "--sources", "studi"], "source=studi matches no image.*sources: phone, studio"),
+                (["upsampler", "--sources", "studio+phon"], "source=phon matches no image")]
+    for extra, message in refusals:
+        with pytest.raises(SystemExit) as usage_error:
+            main([*argv, *extra])
+        assert usage_error.value.code == 2 and re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "loo.json").exists()
 
 
@@ -122,9 +124,9 @@ def test_a_second_seed_tests_on_its_own_draw_of_the_splits(two_sources: Path, tm
 
 def test_augmentation_settings_parse_as_json_values() -> None:
     assert parse_settings(["jpeg_p=0.3", "jpeg_quality=[50, 100]"]) == {"jpeg_p": 0.3, "jpeg_quality": [50, 100]}
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
+    with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_settings(["jpeg_p"])
-    with pytest.raises(SystemExit, match="JSON value"):
+    with pytest.raises(ValueError, match="JSON value"):
         parse_settings(["jpeg_quality=(50, 100)"])
 
 

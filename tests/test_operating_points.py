@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import json
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench import operating_points
-from bench.operating_points import format_summary, format_table, real_recall_threshold, rule_summary
+from bench.common import operating_points_table, rule_summary, rule_summary_table
+from bench.operating_points import real_recall_threshold
 
 
 def test_a_reals_only_threshold_catches_unseen_fakes_that_the_validation_ba_rule_lets_pass() -> None:
@@ -26,7 +27,7 @@ def test_a_reals_only_threshold_catches_unseen_fakes_that_the_validation_ba_rule
     assert by_reals["validation_real_recall"] == pytest.approx(0.8, abs=0.01)
     assert by_reals["unseen_fake_recall"] == 1.0
     assert by_reals["unseen_balanced_accuracy"] > by_ba["unseen_balanced_accuracy"]
-    assert f"| {by_reals['threshold']:.3f} |" in format_table([{"run": "r", **by_reals}])
+    assert f"| {by_reals['threshold']:.3f} |" in operating_points_table([{"run": "r", **by_reals}])
 
 
 def test_the_rule_summary_averages_each_rule_over_runs_and_counts_where_it_beats_the_training_rule() -> None:
@@ -43,7 +44,7 @@ def test_the_rule_summary_averages_each_rule_over_runs_and_counts_where_it_beats
     assert by_recall["unseen_mean"] == pytest.approx(0.55) and by_recall["unseen_min"] == pytest.approx(0.4)
     assert by_recall["seen_mean"] == pytest.approx(0.825)
     assert summary["validation BA"]["above_validation_rule"] == 0
-    assert "| real recall 0.9 | 2 | 0.550 | 0.400 | 0.825 | 1 |" in format_summary(list(summary.values()))
+    assert "| real recall 0.9 | 2 | 0.550 | 0.400 | 0.825 | 1 |" in rule_summary_table(list(summary.values()))
 
 
 def test_the_real_recall_threshold_calls_that_share_of_reals_real() -> None:
@@ -51,17 +52,17 @@ def test_the_real_recall_threshold_calls_that_share_of_reals_real() -> None:
     assert np.mean(reals < real_recall_threshold(reals, 0.9)) == pytest.approx(0.9, abs=0.01)
 
 
-def test_a_folder_that_is_not_a_run_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "argv", ["operating_points", str(tmp_path), "--output", str(tmp_path / "out.json")])
-    with pytest.raises(SystemExit, match="train_config.json"):
-        operating_points.main()
+def test_a_folder_that_is_not_a_run_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as usage_error:
+        operating_points.main([str(tmp_path), "--output", str(tmp_path / "out.json")])
+    assert usage_error.value.code == 2 and "train_config.json" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
 
 
 def test_an_ensemble_of_runs_on_different_splits_is_refused_before_scoring(tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    from hub_utils.constants import TRAIN_CONFIG_NAME
     from training.config import TrainConfig
-    from training.recalibrate import TRAIN_CONFIG_NAME
 
     runs = []
     for name, split_seed in [("resize", 0), ("crop-seed1", 1)]:
@@ -70,7 +71,7 @@ def test_an_ensemble_of_runs_on_different_splits_is_refused_before_scoring(tmp_p
         config = TrainConfig(data=[str(tmp_path / "data")], exclude=["generator=flux1_pro"], split_seed=split_seed)
         (folder / TRAIN_CONFIG_NAME).write_text(json.dumps(config.to_dict()))
         runs.append(str(folder))
-    monkeypatch.setattr(sys, "argv", ["operating_points", ",".join(runs), "--output", str(tmp_path / "out.json")])
-    with pytest.raises(SystemExit, match="split_seed.*resize.*crop-seed1"):
-        operating_points.main()
+    with pytest.raises(SystemExit) as usage_error:
+        operating_points.main([",".join(runs), "--output", str(tmp_path / "out.json")])
+    assert usage_error.value.code == 2 and re.search("split_seed.*resize.*crop-seed1", capsys.readouterr().err)
     assert not (tmp_path / "out.json").exists()

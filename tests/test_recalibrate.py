@@ -15,8 +15,8 @@ from training.config import TrainConfig
 from training.dataset import image_of
 from training.deepfake_metrics import compute_metrics
 from training.perturb import neutral_reencode
+from training.pipeline import build_splits
 from training.recalibrate import main
-from training.train import build_splits
 
 
 @pytest.mark.slow

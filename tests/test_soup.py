@@ -41,8 +41,9 @@ def test_a_soup_averages_the_runs_and_refits_batchnorm_and_calibration(tmp_path:
 
     averaged = tmp_path / "averaged"
     for output, batches in ((soup, "3"), (averaged, "0")):
-        assert main(["--models", *map(str, runs), "--data", str(generated), "--output", str(output),
-                     "--batchnorm-batches", batches, "--num-workers", "0"]) == 0
+        members = [item for run in runs for item in ("--model", str(run))]
+        assert main([*members, "--data", str(generated), "--output", str(output), "--batchnorm-batches", batches,
+                     "--num-workers", "0"]) == 0
 
     members = [unfolded_state(run) for run in runs]
     mean = {name: (members[0][name].float() + members[1][name].float()) / 2 for name in members[0]}
@@ -74,7 +75,8 @@ def member(folder: Path, **config: object) -> Path:
 @pytest.mark.parametrize("second", [{"image_size": 96}, {"split_seed": 1}, {"holdout": ["generator=sdxl"]}])
 def test_runs_of_different_recipes_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture, second: dict) -> None:
     a, b = member(tmp_path / "a", image_size=64), member(tmp_path / "b", **{"image_size": 64, **second})
-    assert main(["--models", str(a), str(b), "--data", str(tmp_path), "--output", str(tmp_path / "soup")]) == 2
+    assert main(["--model", str(a), "--model", str(b), "--data", str(tmp_path), "--output",
+                 str(tmp_path / "soup")]) == 2
     assert f"differ in {next(iter(second))}" in capsys.readouterr().err
     assert not (tmp_path / "soup").exists()
 
@@ -82,7 +84,9 @@ def test_runs_of_different_recipes_are_refused(tmp_path: Path, capsys: pytest.Ca
 def test_a_folder_without_its_training_config_or_a_lone_model_is_refused(tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture) -> None:
     a, bare = member(tmp_path / "a"), make_model_folder(tmp_path / "bare")
-    assert main(["--models", str(a), str(bare), "--data", str(tmp_path), "--output", str(tmp_path / "soup")]) == 2
+    assert main(["--model", str(a), "--model", str(bare), "--data", str(tmp_path), "--output",
+                 str(tmp_path / "soup")]) == 2
     assert "no train_config.json" in capsys.readouterr().err
-    assert main(["--models", str(a), "--data", str(tmp_path), "--output", str(tmp_path / "soup")]) == 2
-    assert "at least two" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage_error:  # a usage error, as argparse reports them
+        main(["--model", str(a), "--data", str(tmp_path), "--output", str(tmp_path / "soup")])
+    assert usage_error.value.code == 2 and "at least two" in capsys.readouterr().err

@@ -22,8 +22,9 @@ from hub_utils import load_detector
 from hub_utils.card import write_model_card
 from hub_utils.model_folder import RETIRED_AT
 from tests.conftest import REPO_ROOT, make_model_folder
-from training.config import RETIRED_OPTIONS, TrainConfig, build_parser, resolve_config
-from training.train import build_splits, data_summary, main
+from training.config import RETIRED_OPTIONS, TrainConfig
+from training.pipeline import build_splits, data_summary
+from training.train import build_parser, main, resolve_config
 
 
 def write_generated_tree(root: Path, per_class: int = 24, size: int = 64) -> Path:

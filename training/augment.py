@@ -12,7 +12,6 @@ unless asked for.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -247,7 +246,7 @@ def preview_grid(images: Sequence[np.ndarray], columns: int = 4) -> Image.Image:
 
 def preview(data: str, output: Path, *, n: int = 16, seed: int = 0, mode: str = "resize", size: int = 160) -> None:
     """Write a grid of `n` augmented samples of `data` (un-normalised, canonical landmark positions)."""
-    from training.data import load_source  # only the CLI needs the data module
+    from training.data import load_source  # only the preview reads data; training passes its own rows
 
     ds = load_source(data)
     indices = random.Random(seed).sample(range(len(ds)), min(n, len(ds)))
@@ -255,22 +254,3 @@ def preview(data: str, output: Path, *, n: int = 16, seed: int = 0, mode: str = 
     arrays = [transform(np.asarray(ds[index]["image"].convert("RGB"))) for index in indices]
     output.parent.mkdir(parents=True, exist_ok=True)
     preview_grid(arrays).save(output)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.augment", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    cli = commands.add_parser("preview", help="write a grid of augmented samples")
-    cli.add_argument("--data", required=True, help="folder tree, challenge zips or Hub dataset id")
-    cli.add_argument("--output", required=True, type=Path, help="image file to write, e.g. grid.png")
-    cli.add_argument("--n", type=int, default=16)
-    cli.add_argument("--seed", type=int, default=0)
-    cli.add_argument("--mode", choices=MODES, default="resize")
-    cli.add_argument("--size", type=int, default=160)
-    args = parser.parse_args(argv)
-    preview(args.data, args.output, n=args.n, seed=args.seed, mode=args.mode, size=args.size)
-    print(f"wrote {args.output}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,14 +1,13 @@
 """Training configuration: one dataclass with defaults; a JSON file may set them, the command line overrides."""
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from hub_utils.model_folder import without_retired
-from training.augment import MODES, AugmentConfig
+from training.augment import AugmentConfig
 
 RETIRED_OPTIONS = {  # at their old defaults, as the train_config.json files written before they were retired hold them
     "npr": False, "fakes_from_reals": 0.0, "frozen_blocks": 0, "full_resolution_stem": False, "kept_blocks": 0,
@@ -84,67 +83,3 @@ class TrainConfig:
     def from_file(cls, path: str | Path) -> TrainConfig:
         """A config saved as JSON: a `training/configs` recipe or a trained folder's training config."""
         return cls.from_dict(json.loads(Path(path).read_text()))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.train",
-                                     description="Fine-tune a timm backbone as a deepfake face detector.")
-    parser.add_argument("--config", help="JSON file with TrainConfig keys; command-line flags override it.")
-    parser.add_argument("--backbone", help="any timm model name (default tf_efficientnet_lite0)")
-    parser.add_argument("--data", nargs="+", help="folder trees, challenge zip folders or Hub dataset ids")
-    parser.add_argument("--output", help="model folder to write")
-    parser.add_argument("--pretrained", help="hub | packaged | none | PATH (.safetensors or model folder)")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--image-size", type=int, dest="image_size")
-    parser.add_argument("--batch-size", type=int, dest="batch_size")
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int, help="seed of initialisation, sampling and augmentation")
-    parser.add_argument("--split-seed", type=int, dest="split_seed",
-                        help="seed of the train/validation/test split (default 0, the split the reports use)")
-    parser.add_argument("--preprocessing", choices=MODES,
-                        help="resize to the model size, or train on native-resolution crops and score the centre crop "
-                             "or (tile) the mean logit of windows covering the face: with a small --image-size, "
-                             "a patch classifier")
-    parser.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "fp16", "bf16"])
-    parser.add_argument("--num-workers", type=int, dest="num_workers")
-    parser.add_argument("--max-steps-per-epoch", type=int, dest="max_steps_per_epoch")
-    parser.add_argument("--neutral-p", type=float, dest="neutral_p")
-    parser.add_argument("--exclude", nargs="+", help="leave out of training: generator=NAME or source=NAME")
-    parser.add_argument("--holdout", nargs="+",
-                        help="leave out of training but keep in validation, so the threshold is chosen with an "
-                             "unseen generator")
-    parser.add_argument("--patience", type=int)
-    parser.add_argument("--keep-checkpoint", action="store_true", default=None, dest="keep_checkpoint")
-    parser.add_argument("--test-time-flip", action="store_true", default=None, dest="test_time_flip",
-                        help="score each face and its mirror image and average the logits (validation and the "
-                             "model folder)")
-    parser.add_argument("--feature-blocks", type=int, nargs="+", dest="feature_blocks",
-                        help="freeze the backbone (a timm ViT such as vit_base_patch16_clip_quickgelu_224) and fit a "
-                             "linear head on the tokens after these blocks (1-based), from cached features")
-    parser.add_argument("--feature-tokens", choices=("cls", "cls+patch"), dest="feature_tokens",
-                        help="with --feature-blocks: each block's class token, or beside it the mean patch token")
-    parser.add_argument("--probe-c", type=float, dest="probe_c", help="with --feature-blocks: inverse L2 strength")
-    parser.add_argument("--train-views", nargs="+", choices=("raw", "neutral"), dest="train_views",
-                        help="with --feature-blocks: the views of each training image (as stored, neutrally "
-                             "re-encoded)")
-    parser.add_argument("--no-face-crop", action="store_false", default=None, dest="face_crop",
-                        help="score whole images instead of face crops")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
-    return parser
-
-
-def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the --config file, then explicit flags."""
-    values: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
-    for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed",
-                 "split_seed", "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude",
-                 "holdout", "patience", "keep_checkpoint", "test_time_flip", "feature_blocks", "feature_tokens",
-                 "probe_c", "train_views", "face_crop"):
-        if getattr(args, name) is not None:
-            values[name] = getattr(args, name)
-    config = TrainConfig.from_dict(values)
-    if args.preprocessing:
-        config.augment.mode = args.preprocessing
-    if not config.data or not config.output:
-        raise ValueError("--data and --output are required (on the command line or in --config).")
-    return config

@@ -6,13 +6,10 @@ column is the near-duplicate key that `split_dataset` keeps on one side of a spl
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
-import json
 import re
-import sys
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -487,13 +484,13 @@ def split_counts(splits: datasets.DatasetDict) -> dict[str, dict[str, int]]:
     }
 
 
-def describe(sources: Sequence[str], *, seed: int = 0, **load_kwargs: Any) -> dict[str, Any]:
-    """Load, drop unusable or duplicate rows, split and count: the report of `python -m training.data describe`."""
+def describe(sources: Sequence[str], *, split_seed: int = 0, **load_kwargs: Any) -> dict[str, Any]:
+    """Load, drop unusable or duplicate rows, split and count: the report of `python -m training.prepare describe`."""
     ds = load_sources(sources, **load_kwargs)
     problems = scan_problems(ds)
-    splits = split_dataset(drop_unusable(ds, problems), seed=seed)
+    splits = split_dataset(drop_unusable(ds, problems), seed=split_seed)
     skipped = [{"path": p["path"], "reason": p["reason"]} for p in problems]
-    return {"sources": list(sources), "seed": seed, "total": len(ds), "skipped": skipped,
+    return {"sources": list(sources), "split_seed": split_seed, "total": len(ds), "skipped": skipped,
             "splits": split_counts(splits)}
 
 
@@ -508,47 +505,3 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"{report['total']} rows loaded, {len(report['skipped'])} skipped")
     lines += [f"  skipped {s['path']}: {s['reason']}" for s in report["skipped"]]
     return "\n".join(lines)
-
-
-def cache_faces_cli(sources: Sequence[str], face_cache: str | None) -> None:
-    """`python -m training.data faces`: fill the face cache that training and evaluation read."""
-    from hub_utils.faces import FaceFinder
-    from training.config import TrainConfig
-    from training.dataset import cache_faces  # these import torch; `describe` does not need them
-
-    face_cache = face_cache or TrainConfig.face_cache
-    try:
-        counts = cache_faces(load_sources(sources), FaceFinder(face_cache))
-    except DataError as error:
-        sys.exit(f"error: {error}")
-    print(", ".join(f"{count} {what}" for what, count in sorted(counts.items())) + f"; cache: {face_cache}")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.data", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    cli = commands.add_parser("describe", help="count images per split, label and generator")
-    cli.add_argument("sources", nargs="+", help="folder tree, challenge zip folder or Hub dataset id")
-    cli.add_argument("--output", required=True, type=Path, help="JSON file to write")
-    cli.add_argument("--seed", type=int, default=0)
-    cli.add_argument("--challenge-test-labels", help="file of 'filename label' lines for a challenge test zip")
-    cli.add_argument("--challenge-fake-value", type=int, default=1, choices=(0, 1))
-    cli = commands.add_parser("faces", help="detect and cache every image's faces once, before the first epoch")
-    cli.add_argument("sources", nargs="+", help="folder tree, challenge zip folder or Hub dataset id")
-    cli.add_argument("--face-cache", help="face box cache folder (default: the training config's face_cache)")
-    args = parser.parse_args(argv)
-    if args.command == "faces":
-        cache_faces_cli(args.sources, args.face_cache)
-        return
-    try:
-        report = describe(args.sources, seed=args.seed, challenge_test_labels=args.challenge_test_labels,
-                          challenge_fake_value=args.challenge_fake_value)
-    except DataError as error:
-        sys.exit(f"error: {error}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(format_table(report))
-
-
-if __name__ == "__main__":
-    main()

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from hub_utils.constants import LABEL_NAMES
 from training.augment import AugmentConfig, TrainTransform, build_compose
-from training.data import FEATURES, drop_unusable, load_sources, raw_image_bytes, split_dataset
+from training.data import FEATURES, DataError, drop_unusable, load_sources, raw_image_bytes, split_dataset
 
 EXPORT_FEATURES = datasets.Features({**FEATURES, "augmented": datasets.Value("bool"), "copy": datasets.Value("int32")})
 SETTINGS_NAME = "export.json"
@@ -44,12 +44,13 @@ class ExportSettings:
 
     data: list[str]
     per_class: int
-    seed: int = 0
+    seed: int = 0  # the sample draw and the augmentations
     augment: bool = True
     split: str = "train"
     image_size: int = 160
     augment_config: dict[str, Any] = field(default_factory=dict)
     shard_size: int = 500
+    split_seed: int | None = None  # the train/validation/test split; None: `seed`, as earlier exports drew it
 
 
 def plan_examples(labels: Sequence[int], per_class: int, seed: int) -> list[tuple[int, int]]:
@@ -112,7 +113,7 @@ def _check_settings(output: Path, settings: ExportSettings) -> None:
     """Record the settings in `output`, or check that a resumed export used the same ones."""
     record = output / SETTINGS_NAME
     if record.is_file():
-        previous = json.loads(record.read_text(encoding="utf-8"))
+        previous = {"split_seed": None, **json.loads(record.read_text(encoding="utf-8"))}
         if previous != asdict(settings):
             raise ExportError(f"{output} holds an export with other settings ({previous}); "
                               "choose a new --output or delete that folder.")
@@ -125,7 +126,8 @@ def _select(settings: ExportSettings) -> datasets.Dataset:
     ds = drop_unusable(load_sources(settings.data))
     if settings.split == "all":
         return ds
-    return split_dataset(ds, seed=settings.seed)[settings.split]
+    split_seed = settings.seed if settings.split_seed is None else settings.split_seed
+    return split_dataset(ds, seed=split_seed)[settings.split]
 
 
 def export_dataset(settings: ExportSettings, output: Path) -> datasets.Dataset:
@@ -164,35 +166,49 @@ def push_export(output: Path, repo_id: str) -> None:
     datasets.load_from_disk(str(output)).push_to_hub(repo_id)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n")[0])
     parser.add_argument("--data", nargs="+", required=True, help="folder trees, challenge zip folders or Hub ids")
     parser.add_argument("--output", required=True, type=Path, help="folder for the saved dataset")
     parser.add_argument("--per-class", type=int, required=True, help="examples of each of real and fake")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample draw and the augmentations (default 0)")
+    parser.add_argument("--split-seed", type=int, dest="split_seed",
+                        help="seed of the train/validation/test split (default: the --seed value)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                         help="augment every example (default); --no-augment keeps originals where it can")
-    parser.add_argument("--split", choices=("train", "validation", "test", "all"), default="train")
+    parser.add_argument("--split", choices=("train", "validation", "test", "all"), default="train",
+                        help="which split to draw from, or all images (default train)")
     parser.add_argument("--image-size", type=int, default=160, help="side of augmented examples")
     parser.add_argument("--augment-config", type=Path, help="JSON file of AugmentConfig settings")
-    parser.add_argument("--shard-size", type=int, default=500)
+    parser.add_argument("--shard-size", type=int, default=500,
+                        help="examples per shard written to disk, the unit an interrupted export resumes from "
+                             "(default 500)")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the dataset to this Hub repo")
     args = parser.parse_args(argv)
-    config = json.loads(args.augment_config.read_text(encoding="utf-8")) if args.augment_config else {}
+    if args.per_class < 1 or args.shard_size < 1 or args.image_size < 1:
+        parser.error("--per-class, --shard-size and --image-size must be at least 1")
+    try:
+        config = json.loads(args.augment_config.read_text(encoding="utf-8")) if args.augment_config else {}
+        AugmentConfig.from_dict(config)
+    except (OSError, ValueError) as error:
+        parser.error(f"--augment-config {args.augment_config}: {error}")
     settings = ExportSettings(data=list(args.data), per_class=args.per_class, seed=args.seed, augment=args.augment,
                               split=args.split, image_size=args.image_size, augment_config=config,
-                              shard_size=args.shard_size)
+                              shard_size=args.shard_size, split_seed=args.split_seed)
     try:
         exported = export_dataset(settings, args.output)
         print(f"saved {len(exported)} examples to {args.output}")
         if args.push_to_hub:
             push_export(args.output, args.push_to_hub)
             print(f"pushed to https://huggingface.co/datasets/{args.push_to_hub}")
-    except ExportError as error:
-        sys.exit(f"error: {error}")
+    except (ExportError, DataError) as error:  # settings that do not fit the data or an earlier export
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
-        sys.exit(f"error: {error}; the export stays in {args.output}, rerun to resume or push again.")
+        print(f"error: {error}; the export stays in {args.output}, rerun to resume or push again.", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

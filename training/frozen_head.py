@@ -29,7 +29,7 @@ from timm.models import get_pretrained_cfg
 
 from hub_utils.backbone_weights import PACKAGED, explicit_weights_file, weights_digest
 from hub_utils.card import write_model_card
-from hub_utils.constants import FAKE_INDEX, REAL_INDEX
+from hub_utils.constants import FAKE_INDEX, REAL_INDEX, TRAIN_CONFIG_NAME
 from hub_utils.detector import Detector
 from hub_utils.faces import FaceSettings
 from hub_utils.feature_model import FrozenBackbone, FrozenFeatureClassifier
@@ -189,7 +189,7 @@ def train_frozen_head(config: TrainConfig, splits: datasets.DatasetDict, data_su
                               "image_size": int(model.pretrained_cfg["input_size"][-1])}
     output = Path(config.output)
     save_model_folder(model, output, deepfake)
-    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    (output / TRAIN_CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     validation_metrics = fitted["metrics"]["validation_neutral"]
     record = {"epoch": 1, "train_samples": int(len(train.labels)), "train_accuracy": train_accuracy,
               "val_neutral_balanced_accuracy": validation_metrics["balanced_accuracy"],

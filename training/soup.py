@@ -1,6 +1,6 @@
 """Average the weights of several runs of one recipe into one model folder (a uniform model soup).
 
-    python -m training.soup --models runs/lite2-s0 runs/lite2-s1 runs/lite2-s2 runs/lite2-s3 \
+    python -m training.soup --model runs/lite2-s0 --model runs/lite2-s1 --model runs/lite2-s2 --model runs/lite2-s3 \
         --data ../shared/data/faces --output models/effnet-lite2-resize224-soup
 
 The runs must share backbone, input, face crop and split (they differ in `--seed`). Each folder's folded temperature
@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import update_bn
 
+from hub_utils.constants import TRAIN_CONFIG_NAME
 from hub_utils.model_folder import DeepfakeConfig, ModelFolderError
 from training.config import TrainConfig
 from training.data import DataError
-from training.recalibrate import TRAIN_CONFIG_NAME, calibration_summary, read_trained_folder, refit
-from training.train import build_splits, train_loader
+from training.pipeline import build_splits, calibration_summary, read_trained_folder, refit, train_loader
 
 # What the members must share: the network, what it sees, and the split it was fitted and calibrated on.
 RECIPE_KEYS = ("backbone", "image_size", "preprocessing", "split_seed", "face_margin", "exclude", "holdout")
@@ -77,20 +77,25 @@ def soup(folders: list[Path], data: list[str], output: Path, batchnorm_batches: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.soup", description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", required=True, help="local model folders, each with train_config.json")
+    parser.add_argument("--model", action="append", required=True,
+                        help="local model folder with train_config.json; repeat for each member (two or more)")
     parser.add_argument("--data", nargs="+", required=True, help="the sources they were trained on")
     parser.add_argument("--output", required=True, help="model folder to write")
     parser.add_argument("--batchnorm-batches", type=int, default=64,
                         help="training batches for the BatchNorm statistics (default 64; 0 averages them)")
     parser.add_argument("--num-workers", type=int, default=2, help="data loader workers (default 2)")
     args = parser.parse_args(argv)
+    if len(args.model) < 2:
+        parser.error("a soup needs at least two model folders (--model A --model B ...)")
+    if args.batchnorm_batches < 0 or args.num_workers < 0:
+        parser.error("--batchnorm-batches and --num-workers must not be negative")
     try:
-        deepfake = soup([Path(m) for m in args.models], args.data, Path(args.output), args.batchnorm_batches,
+        deepfake = soup([Path(m) for m in args.model], args.data, Path(args.output), args.batchnorm_batches,
                         args.num_workers)
     except (ModelFolderError, DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{args.output}: average of {len(args.models)} models, {calibration_summary(deepfake)}")
+    print(f"{args.output}: average of {len(args.model)} models, {calibration_summary(deepfake)}")
     return 0
 
 

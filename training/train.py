@@ -10,295 +10,96 @@ validation split before it is saved.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import math
-import os
 import sys
-import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import datasets
-import numpy as np
-import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
-
-from hub_utils.card import write_model_card
-from hub_utils.constants import LABEL_NAMES, SEEN_IMAGES_NAME
-from hub_utils.detector import Detector
-from hub_utils.faces import FaceFinder, FaceSettings
-from hub_utils.model_folder import DeepfakeConfig, ModelFolderError, save_model_folder
-from training.augment import build_train_transform
-from training.backbone import PretrainedError, create_backbone
-from training.calibrate import fit_calibration, fold_temperature
-from training.config import TrainConfig, build_parser, resolve_config
-from training.data import DataError, drop_unusable, load_sources, source_name, split_counts, split_dataset
-from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_worker
-from training.deepfake_metrics import compute_metrics
-from training.frozen_head import train_frozen_head
-from training.perturb import neutral_reencode
-from training.report import plot_training_curves
-
-CHECKPOINT_DIR = "checkpoint"
-STATE_NAME = "state.pt"
-BEST_NAME = "best.safetensors"
-LOG_NAME = "training_log.jsonl"
+from hub_utils.model_folder import ModelFolderError
+from training.augment import MODES
+from training.backbone import PretrainedError
+from training.config import TrainConfig
+from training.pipeline import run
 
 
-def matches_any(rules: Sequence[str], option: str = "exclude") -> Callable[[dict[str, Any]], bool]:
-    """Whether a row matches any `generator=NAME` / `source=NAME` rule (`option` names the flag in errors)."""
-    pairs = []
-    for rule in rules:
-        column, _, value = rule.partition("=")
-        if column not in ("generator", "source") or not value:
-            raise ValueError(f"--{option} {rule!r}: use generator=NAME or source=NAME.")
-        pairs.append((column, value))
-    return lambda row: any(row[column] == value for column, value in pairs)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.train",
+                                     description="Fine-tune a timm backbone as a deepfake face detector.")
+    parser.add_argument("--config", help="JSON file with TrainConfig keys; command-line flags override it.")
+    parser.add_argument("--backbone", help="any timm model name (default tf_efficientnet_lite0)")
+    parser.add_argument("--data", nargs="+", help="folder trees, challenge zip folders or Hub dataset ids")
+    parser.add_argument("--output", help="model folder to write")
+    parser.add_argument("--pretrained", help="hub | packaged | none | PATH (.safetensors or model folder)")
+    parser.add_argument("--epochs", type=int, help="training epochs (default 10)")
+    parser.add_argument("--image-size", type=int, dest="image_size", help="model input side in pixels (default 192)")
+    parser.add_argument("--batch-size", type=int, dest="batch_size", help="images per training batch (default 32)")
+    parser.add_argument("--lr", type=float, help="peak learning rate of AdamW (default 3e-4)")
+    parser.add_argument("--seed", type=int, help="seed of initialisation, sampling and augmentation")
+    parser.add_argument("--split-seed", type=int, dest="split_seed",
+                        help="seed of the train/validation/test split (default 0, the split the reports use)")
+    parser.add_argument("--preprocessing", choices=MODES,
+                        help="resize to the model size, or train on native-resolution crops and score the centre crop "
+                             "or (tile) the mean logit of windows covering the face: with a small --image-size, "
+                             "a patch classifier")
+    parser.add_argument("--mixed-precision", dest="mixed_precision", choices=["no", "fp16", "bf16"],
+                        help="Accelerate's mixed precision (default no)")
+    parser.add_argument("--num-workers", type=int, dest="num_workers", help="data loader workers (default 2)")
+    parser.add_argument("--max-steps-per-epoch", type=int, dest="max_steps_per_epoch",
+                        help="cut each epoch after this many steps (default 0: a full pass)")
+    parser.add_argument("--neutral-p", type=float, dest="neutral_p",
+                        help="probability of the neutral re-encoding before face crop and augmentation (default 0.5)")
+    parser.add_argument("--exclude", nargs="+", help="leave out of training: generator=NAME or source=NAME")
+    parser.add_argument("--holdout", nargs="+",
+                        help="leave out of training but keep in validation, so the threshold is chosen with an "
+                             "unseen generator")
+    parser.add_argument("--patience", type=int,
+                        help="stop after this many epochs without a better validation balanced accuracy (default 3)")
+    parser.add_argument("--keep-checkpoint", action="store_true", default=None, dest="keep_checkpoint",
+                        help="keep the last checkpoint in --output after training")
+    parser.add_argument("--test-time-flip", action="store_true", default=None, dest="test_time_flip",
+                        help="score each face and its mirror image and average the logits (validation and the "
+                             "model folder)")
+    parser.add_argument("--feature-blocks", type=int, nargs="+", dest="feature_blocks",
+                        help="freeze the backbone (a timm ViT such as vit_base_patch16_clip_quickgelu_224) and fit a "
+                             "linear head on the tokens after these blocks (1-based), from cached features")
+    parser.add_argument("--feature-tokens", choices=("cls", "cls+patch"), dest="feature_tokens",
+                        help="with --feature-blocks: each block's class token, or beside it the mean patch token")
+    parser.add_argument("--probe-c", type=float, dest="probe_c", help="with --feature-blocks: inverse L2 strength")
+    parser.add_argument("--train-views", nargs="+", choices=("raw", "neutral"), dest="train_views",
+                        help="with --feature-blocks: the views of each training image (as stored, neutrally "
+                             "re-encoded)")
+    parser.add_argument("--no-face-crop", action="store_false", default=None, dest="face_crop",
+                        help="score whole images instead of face crops")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
+    return parser
 
 
-def build_splits(config: TrainConfig) -> datasets.DatasetDict:
-    """Usable rows of the sources, split by the loader; `exclude` leaves training and validation, `holdout` training
-    only."""
-    splits = split_dataset(drop_unusable(load_sources(config.data)), seed=config.split_seed)
-    for option, rules, names in (("exclude", config.exclude, ("train", "validation")),
-                                 ("holdout", config.holdout, ("train",))):
-        if not rules:
-            continue
-        left_out = matches_any(rules, option)
-        for name in names:
-            splits[name] = splits[name].filter(lambda row, left_out=left_out: not left_out(row))
-    return splits
-
-
-def check_trainable(splits: datasets.DatasetDict, batch_size: int) -> None:
-    """Refuse splits that would train on nothing or fit the threshold on one class, before training or writing
-    anything."""
-    for name in ("train", "validation"):
-        missing = [label for value, label in enumerate(LABEL_NAMES) if value not in set(splits[name]["label"])]
-        if missing:
-            raise DataError(f"The {name} split holds no {' or '.join(missing)} images ({len(splits[name])} in all); "
-                            "add a source with both classes or leave fewer out with --exclude/--holdout.")
-    if len(splits["train"]) < batch_size:
-        raise DataError(f"The train split holds {len(splits['train'])} images, fewer than one batch of {batch_size}; "
-                        "lower --batch-size or add images.")
-
-
-def write_seen_images(output: Path, splits: datasets.DatasetDict) -> None:
-    """Record which images the model trained or was calibrated on (paths relative to their source's root), so that
-    evaluations on other splits or grown data can skip them (`training.evaluate --skip-seen`)."""
-    record = {"note": "Images this model trained on (train split) and was calibrated on (validation split).",
-              "trained": sorted(splits["train"]["path"]), "calibrated": sorted(splits["validation"]["path"])}
-    (Path(output) / SEEN_IMAGES_NAME).write_text(json.dumps(record, indent=1) + "\n")
-
-
-def data_summary(splits: datasets.DatasetDict, config: TrainConfig) -> dict[str, Any]:
-    """Counts per split and label/generator, recorded in the model folder and card."""
-    return {"sources": [source_name(source) for source in config.data], "excluded": config.exclude,
-            "held_out": config.holdout, "splits": split_counts(splits)}
-
-
-class Validator:
-    """Validation images held in memory, raw and neutrally re-encoded, scored through `Detector.predict`."""
-
-    def __init__(self, split: datasets.Dataset, face_finder: FaceFinder) -> None:
-        self.labels = np.asarray(split["label"])
-        self.generators = list(split["generator"])
-        self.raw = [image_of(row) for row in tqdm(split, desc="validation images", file=sys.stderr)]
-        self.neutral = [neutral_reencode(image) for image in self.raw]
-        self.face_finder = face_finder
-
-    def score(self, model: torch.nn.Module, config: TrainConfig, neutral: bool) -> np.ndarray:
-        detector = Detector(model, {"pretrained_cfg": model.pretrained_cfg}, deepfake_config(config), "validation",
-                            face_finder=self.face_finder)
-        results = detector.predict(self.neutral if neutral else self.raw, batch_size=config.batch_size)
-        return np.array([r.fake_probability for r in results])
-
-
-def deepfake_config(config: TrainConfig, **values: Any) -> DeepfakeConfig:
-    return DeepfakeConfig(preprocessing=config.preprocessing, test_time_flip=config.test_time_flip,
-                          face_crop=FaceSettings(margin=config.face_margin), **values)
-
-
-def train_one_epoch(model, loader, optimizer, scheduler, accelerator: Accelerator, config: TrainConfig,
-                    epoch: int) -> float:
-    """One pass over the balanced sampler; returns the mean loss."""
-    model.train()
-    losses = []
-    steps = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
-    progress = tqdm(total=steps, desc=f"epoch {epoch}", file=sys.stderr, disable=not accelerator.is_main_process)
-    for step, (inputs, labels) in enumerate(loader):
-        if step >= steps:
-            break
-        if config.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with accelerator.autocast():
-            loss = torch.nn.functional.cross_entropy(model(inputs), labels)
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        progress.update()
-    progress.close()
-    return float(np.mean(losses)) if losses else float("nan")
-
-
-def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
-    """Atomic: write to a temporary file, then rename over the old checkpoint."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{STATE_NAME}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, folder / STATE_NAME)
-
-
-def trim_log(path: Path, last_epoch: int) -> None:
-    """Keep the log's lines up to the checkpoint's epoch: a kill between writing an epoch's line and its checkpoint
-    leaves a line for an epoch the resumed run trains again (and a cut-off line if it came mid-write). Atomic, like
-    the checkpoint, so a second kill here cannot cut the log short."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["epoch"] <= last_epoch:
-                kept.append(line + "\n")
-        except (ValueError, KeyError, TypeError):
-            continue
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
-
-
-def save_best(folder: Path, model: torch.nn.Module) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{BEST_NAME}.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, folder / BEST_NAME)
-
-
-def train_loader(config: TrainConfig, split: datasets.Dataset, data_config: dict[str, Any],
-                 num_samples: int | None = None) -> torch.utils.data.DataLoader:
-    """Augmented batches drawn label- and generator-balanced; by default as many faces as the split holds."""
-    transform = build_train_transform(config.augment, config.image_size, data_config["mean"], data_config["std"],
-                                      config.seed)  # workers reseed it from their own seeds
-    dataset = FaceCropDataset(split, transform, FaceSettings(margin=config.face_margin), config.face_cache,
-                              config.neutral_p)
-    sampler = torch.utils.data.WeightedRandomSampler(balanced_weights(dataset.labels, list(split["generator"])),
-                                                     num_samples or len(dataset))
-    return torch.utils.data.DataLoader(dataset, config.batch_size, sampler=sampler, num_workers=config.num_workers,
-                                       worker_init_fn=seed_worker, drop_last=True,
-                                       persistent_workers=config.num_workers > 0)
-
-
-def calibrate(model: torch.nn.Module, validator: Validator, config: TrainConfig) -> DeepfakeConfig:
-    """Fit temperature and threshold on neutrally re-encoded validation images; fold the temperature in."""
-    fitted = fit_calibration(validator.score(model, config, neutral=True), validator.labels)
-    fold_temperature(model, fitted["temperature"])
-    return deepfake_config(config, **fitted)
-
-
-def run(config: TrainConfig, resume: bool = False) -> Path:
-    """Train, keep the best epoch by neutral validation balanced accuracy, calibrate, write the model folder."""
-    if config.feature_blocks:  # a frozen backbone: only a linear head is fitted, from cached features
-        splits = build_splits(config)
-        check_trainable(splits, 1)
-        output = train_frozen_head(config, splits, data_summary(splits, config))
-        write_seen_images(output, splits)
-        return output
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
-    output = Path(config.output)
-    checkpoint = output / CHECKPOINT_DIR
-    state_path = checkpoint / STATE_NAME
-    if state_path.is_file() and not resume:
-        raise FileExistsError(f"{output} holds an unfinished run; pass --resume to continue it or choose another "
-                              "--output.")
-    set_seed(config.seed)  # Python, numpy and torch: augmentation draws repeat with num_workers=0 too
-    model = create_backbone(config.backbone, config.pretrained, config.image_size)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    splits = build_splits(config)
-    check_trainable(splits, config.batch_size)
-    face_finder = FaceFinder(config.face_cache)
-    loader = train_loader(config, splits["train"], model.pretrained_cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_epochs * steps_per_epoch),
-                                                config.epochs * steps_per_epoch)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "stale": 0}
-    if resume and state_path.is_file():
-        saved = torch.load(state_path, map_location="cpu", weights_only=True)
-        accelerator.unwrap_model(model).load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = saved["progress"]
-        accelerator.print(f"resuming after epoch {state['epoch']}")
-        if accelerator.is_main_process:
-            trim_log(output / LOG_NAME, state["epoch"])
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    validator = Validator(splits["validation"], face_finder)
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
-        if state["stale"] >= config.patience:
-            accelerator.print(f"early stop: no gain for {config.patience} epochs")
-            break
-        set_seed(config.seed + epoch)
-        started = time.time()
-        loss = train_one_epoch(model, loader, optimizer, scheduler, accelerator, config, epoch)
-        bare = accelerator.unwrap_model(model)
-        record = {"epoch": epoch, "train_loss": loss, "lr": scheduler.get_last_lr()[0]}
-        for name, neutral in (("raw", False), ("neutral", True)):
-            scores = validator.score(bare, config, neutral)
-            metrics = compute_metrics(validator.labels, scores, 0.5)
-            record.update({f"val_{name}_balanced_accuracy": metrics["balanced_accuracy"],
-                           f"val_{name}_roc_auc": metrics["roc_auc"]})
-        record["seconds"] = round(time.time() - started, 1)
-        if accelerator.is_main_process:
-            improved = record["val_neutral_balanced_accuracy"] > state["best_score"]
-            if improved:
-                save_best(checkpoint, bare)
-                state.update(best_score=record["val_neutral_balanced_accuracy"], best_epoch=epoch)
-            state.update(epoch=epoch, stale=0 if improved else state["stale"] + 1)
-            with open(output / LOG_NAME, "a") as log:
-                log.write(json.dumps(record) + "\n")
-            save_checkpoint(checkpoint, {"model": bare.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "scheduler": scheduler.state_dict(), "progress": state})
-            accelerator.print(json.dumps(record))
-    if accelerator.is_main_process:
-        finish(accelerator.unwrap_model(model), splits, validator, config, output)
-    return output
-
-
-def finish(model: torch.nn.Module, splits: datasets.DatasetDict, validator: Validator, config: TrainConfig,
-           output: Path) -> None:
-    """Best weights -> calibration -> model folder with card and curves; the checkpoint goes unless kept."""
-    checkpoint = output / CHECKPOINT_DIR
-    model.load_state_dict(load_file(checkpoint / BEST_NAME))
-    model.eval()
-    deepfake = calibrate(model, validator, config)
-    deepfake.training_data = {**data_summary(splits, config), "backbone": config.backbone,
-                              "pretrained": config.pretrained, "image_size": config.image_size}
-    save_model_folder(model.to(memory_format=torch.contiguous_format), output, deepfake)
-    write_seen_images(output, splits)
-    plot_training_curves(output / LOG_NAME, output / "training_curves.png")
-    write_model_card(output)
-    if not config.keep_checkpoint:
-        for path in checkpoint.iterdir():
-            path.unlink()
-        checkpoint.rmdir()
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the --config file, then explicit flags."""
+    values: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
+    for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed",
+                 "split_seed", "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude",
+                 "holdout", "patience", "keep_checkpoint", "test_time_flip", "feature_blocks", "feature_tokens",
+                 "probe_c", "train_views", "face_crop"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    config = TrainConfig.from_dict(values)
+    if args.preprocessing:
+        config.augment.mode = args.preprocessing
+    if not config.data or not config.output:
+        raise ValueError("--data and --output are required (on the command line or in --config)")
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+    try:  # usage errors: an unreadable --config, unknown keys, values out of range, no --data or --output
         config = resolve_config(args)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    try:
         run(config, resume=args.resume)
     except (PretrainedError, ValueError, FileExistsError, ModelFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
