@@ -17,7 +17,6 @@ from matplotlib import colormaps
 from PIL import Image
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from timm.data import resolve_data_config
 
 from .constants import LABEL_NAMES
@@ -27,6 +26,17 @@ from .feature_model import FrozenFeatureClassifier
 from .preprocess import input_size, tile_to_size, window_origins
 
 SPECTRUM_MAX_SIDE = 1024  # larger regions: the spectrum of the central window (native pixels, not resized)
+
+
+class DecisionMargin:
+    """Grad-CAM target: the logit of the decided class minus the other's. P(fake) depends on nothing else, and a
+    frozen-backbone head keeps the real logit at 0, so the decided class's logit alone would explain nothing."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        return output[..., self.index] - output[..., 1 - self.index]
 
 
 @dataclass
@@ -98,9 +108,15 @@ class GradCamExplainer:
         return explanations
 
     def looked(self, region: Image.Image, verdict: str) -> Image.Image:
-        """Grad-CAM of the decided class over the model's view of a region (windows stitched back in `tile` mode)."""
+        """The Grad-CAM heat map over the model's view of a region."""
+        view, heat = self.heat_map(region, verdict)
+        return Image.fromarray(show_cam_on_image(view, heat, use_rgb=True, image_weight=0.6))
+
+    def heat_map(self, region: Image.Image, verdict: str) -> tuple[np.ndarray, np.ndarray]:
+        """The model's view of a region (HxWx3 in [0, 1]) and the Grad-CAM of the decision (`DecisionMargin`) over it
+        (HxW in [0, 1]); in `tile` mode the windows' maps are stitched back."""
         windows = self.detector.preprocess(region)
-        targets = [ClassifierOutputTarget(LABEL_NAMES.index(verdict))] * len(windows)
+        targets = [DecisionMargin(LABEL_NAMES.index(verdict))] * len(windows)
         with self._lock, GradCAM(model=self._model, target_layers=[self._layer],
                                  reshape_transform=self._reshape) as cam:
             maps = cam(input_tensor=windows, targets=targets)
@@ -109,8 +125,7 @@ class GradCamExplainer:
         else:  # `resize` and `crop` score one window: show it as the model saw it
             view = windows[0].permute(1, 2, 0).numpy() * self._std + self._mean
             heat = maps[0]
-        return Image.fromarray(show_cam_on_image(np.clip(view, 0.0, 1.0).astype(np.float32), heat, use_rgb=True,
-                                                 image_weight=0.6))
+        return np.clip(view, 0.0, 1.0).astype(np.float32), heat
 
     def _stitch(self, region: Image.Image, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Place the window maps where `preprocess` cut the windows; overlaps are averaged, padding cut off."""

@@ -349,7 +349,7 @@ def test_grad_cam_shows_where_a_frozen_backbone_model_looked(tiny_weights: Path,
     [explanation] = GradCamExplainer(loaded).explain(astronaut)
     assert explanation.face is not None
     assert explanation.fake_probability == pytest.approx(loaded.predict([astronaut])[0].fake_probability, abs=1e-5)
-    heat = np.asarray(explanation.looked, dtype=float)
-    assert heat.shape == (224, 224, 3) and heat.std() > 1.0
+    looked = np.asarray(explanation.looked, dtype=float)
+    assert looked.shape == (224, 224, 3) and looked.std() > 1.0
     assert not any(p.requires_grad for p in loaded.model.parameters() if p is not loaded.model.head.weight
                    and p is not loaded.model.head.bias)  # the shared model stays frozen

@@ -89,3 +89,20 @@ def test_card_code_for_bare_timm_and_transformers_matches_load_detector(name: st
         for part in parts:  # the crops and timm, then transformers on the same crops
             exec(part, namespace)
             assert namespace["p_fake"].tolist() == pytest.approx(expected, abs=0.01), (photo.name, part[-80:])
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda folder: folder.name)
+def test_grad_cam_shows_where_each_shipped_model_looked_for_either_verdict(folder: Path,
+                                                                          astronaut: Image.Image) -> None:
+    """The Detect tab's map follows the decision's logit margin: a head whose real logit is fixed at 0 (the frozen
+    CLIP head) still gets a map for a real verdict, not an empty one."""
+    from hub_utils.explain import GradCamExplainer
+
+    try:
+        detector = load_detector(folder)
+    except ModelFolderError as error:
+        pytest.skip(f"{folder.name}: {error}")  # a frozen backbone that is not cached here
+    region = detector.regions(astronaut)[0][0]
+    for verdict in ("real", "fake"):
+        _, heat = GradCamExplainer(detector).heat_map(region, verdict)
+        assert heat.max() > 0.5 and 0.0 < (heat > 0).mean() < 1.0, verdict
