@@ -13,7 +13,8 @@ the one inference path, after neutral re-encoding, on every left-out image (none
 split's images of the class that the left-out images lack (a generator family has no reals; a real-only source no
 fakes).
 `--augment KEY=VALUE ...` changes augmentation settings from their defaults (a variant, run and reported apart);
-`--seed N` repeats a run with other training randomness and another draw of the splits (reported apart too);
+`--seed N` repeats a run with other training randomness and, unless `--split-seed` says otherwise, another draw of the
+splits (reported apart too);
 `--image-size` changes the input side (with `--modes tile`, the patch size of a patch classifier), `--epochs` other
 than 2 trains longer or shorter (each reported apart too). `--config FILE` trains that recipe (a `training.train`
 config, such as the shipped default's) instead of the small Lite0; its own exclusions and hold-outs stay, and the
@@ -98,17 +99,19 @@ def variant_of(args: argparse.Namespace) -> str:
 
 
 def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
-    """The recipe's config without `name`, trained to the end (no early stopping); `--seed` sets both the training
-    and the split seed."""
+    """The recipe's config without `name`, trained to the end (no early stopping), with the run's training seed and
+    split seed."""
     base = recipe(args)
     suffix = "".join(f"-{part}" for part in variant_of(args).replace("=", "").split())
     suffix += f"-seed{args.seed}" if args.seed else ""
+    suffix += f"-split{split_seed(args)}" if split_seed(args) != args.seed else ""
     folder = f"{name.replace('=', '-')}-{mode}{suffix}"
     epochs = args.epochs or base.epochs
     augment = AugmentConfig.from_dict({**asdict(base.augment), "mode": mode, **parse_settings(args.augment)})
     return replace(base, data=args.data, output=str(args.runs / folder), epochs=epochs,
                    image_size=args.image_size or base.image_size, patience=epochs,
-                   exclude=base.exclude + exclusion_rules(name), seed=args.seed, split_seed=args.seed, augment=augment)
+                   exclude=base.exclude + exclusion_rules(name), seed=args.seed, split_seed=split_seed(args),
+                   augment=augment)
 
 
 def frozen_head_report(folder: str, rows: datasets.Dataset, feature_cache: str) -> dict:
@@ -138,12 +141,20 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
         seen_report = evaluate(ensemble, seen, neutral=True, perturbations=None)[model]
     per_generator = {generator: {"n": group["n"], "accuracy": group["accuracy"]}
                      for generator, group in unseen_report["per_generator"].items()}
-    return {"left_out": name, "mode": mode, "variant": variant_of(args), "seed": args.seed,
+    split = {"split_seed": split_seed(args)} if split_seed(args) != args.seed else {}
+    return {"left_out": name, "mode": mode, "variant": variant_of(args), "seed": args.seed, **split,
             **row_figures(unseen_report, seen_report), "unseen_accuracy_per_generator": per_generator}
 
 
-def row_key(row: dict) -> tuple[str, str, str, int]:
-    return row["left_out"], row["mode"], row.get("variant", ""), row.get("seed", 0)
+
+def split_seed(args: argparse.Namespace) -> int:
+    """The run's split seed: `--split-seed`, else the training seed (a repeat redraws the splits too)."""
+    return args.seed if args.split_seed is None else args.split_seed
+
+
+def row_key(row: dict) -> tuple[str, str, str, int, int]:
+    seed = row.get("seed", 0)
+    return row["left_out"], row["mode"], row.get("variant", ""), seed, row.get("split_seed", seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,9 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "classifier")
     parser.add_argument("--augment", nargs="*", default=[], metavar="KEY=VALUE", help="augmentation settings to change")
     parser.add_argument("--epochs", type=int, help=f"default: the recipe's ({TABLE_EPOCHS} for the small Lite0)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="training seed; a repeat of a run, so it also sets the split seed (another draw of the "
-                             "splits)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (initialisation, sampling, augmentation)")
+    parser.add_argument("--split-seed", type=int, dest="split_seed",
+                        help="seed of the train/validation/test draw (default: --seed, so a repeat redraws the splits "
+                             "too, as every row of the report was run)")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"),
                         help="folder of the trained runs, reused when they exist (default runs/leave_one_out)")
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"),

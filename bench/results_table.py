@@ -84,15 +84,17 @@ def left_out_result(row: dict) -> dict[str, Any]:
 
 
 def recipe_rows(rows: list[dict], variant: str) -> list[dict[str, Any]]:
-    """Every left-out group's result for one recipe (seed 0), in the report's order."""
-    return [left_out_result(r) for r in rows if r.get("variant") == variant and not r.get("seed")]
+    """Every left-out group's result for one recipe (seed 0, split seed 0), in the report's order."""
+    return [left_out_result(r) for r in rows if r.get("variant") == variant and not r.get("seed")
+            and not r.get("split_seed")]
 
 
 def leave_one_out_summary(rows: list[dict], recipes: dict[str, str]) -> str:
     """Per left-out group, each recipe's unseen AUC, balanced accuracy and the recall of the left-out class, at
     its own validation threshold (seed 0)."""
     results = {variant: {r["left_out"]: r for r in recipe_rows(rows, variant)} for variant in recipes}
-    groups = list(dict.fromkeys(r["left_out"] for r in rows if r.get("variant") in recipes and not r.get("seed")))
+    groups = list(dict.fromkeys(r["left_out"] for r in rows if r.get("variant") in recipes and not r.get("seed")
+                                and not r.get("split_seed")))
     lines = ["| left out | " + " | ".join(f"{label}: AUC / bal. acc. / recall" for label in recipes.values()) + " |",
              "|---" * (len(recipes) + 1) + "|"]
     for group in groups:

@@ -120,6 +120,12 @@ def test_a_second_seed_tests_on_its_own_draw_of_the_splits(two_sources: Path, tm
     assert reals_by_seed[0] != reals_by_seed[1]
     row = {"left_out": "stylegan", "mode": "resize", "variant": ""}
     assert row_key(row) == row_key({**row, "seed": 0}) != row_key({**row, "seed": 1})
+    assert row_key({**row, "seed": 1}) != row_key({**row, "seed": 1, "split_seed": 0})
+    same_split = run_config("upsampler", "resize", build_parser().parse_args(
+        ["--data", str(two_sources), "--seed", "1", "--split-seed", "0", "--runs", str(tmp_path)]))
+    assert (same_split.seed, same_split.split_seed) == (1, 0) and same_split.output.endswith("-seed1-split0")
+    assert sorted(held_out_rows(same_split, ["generator=upsampler"])[0].filter(
+        lambda row: row["label"] == 0)["path"]) == reals_by_seed[0]  # training randomness alone changes
 
 
 def test_augmentation_settings_parse_as_json_values() -> None:
