@@ -45,6 +45,15 @@ def is_inconclusive(probability: float, threshold: float, margin: float = INCONC
     return abs(probability - threshold) < margin
 
 
+def scored_regions(images: Sequence[Image.Image], settings: FaceSettings,
+                   face_finder: FaceFinder) -> list[list[tuple[Image.Image, Face | None]]]:
+    """The regions a model with these face settings scores in each RGB image: a crop per usable face, or the whole
+    image; the faces of all the images found in batches (`FaceFinder.find_many`)."""
+    found = face_finder.find_many(images) if settings.enabled else [[] for _ in images]
+    return [[(region, face) for region, face, _ in face_regions(image, faces, settings)]
+            for image, faces in zip(images, found)]
+
+
 @dataclass
 class FaceScore:
     """One scored region: a face (index) or, with `face` None, the whole image because no face was found."""
@@ -101,9 +110,7 @@ class Detector:
         settings = self.deepfake.face_crop
         if face_crop is not None:
             settings = FaceSettings(face_crop, settings.margin, settings.min_face_size)
-        found = self.face_finder.find_many(images) if settings.enabled else [[] for _ in images]
-        return [[(region, face) for region, face, _ in face_regions(image, faces, settings)]
-                for image, faces in zip(images, found)]
+        return scored_regions(images, settings, self.face_finder)
 
     @torch.inference_mode()
     def fake_logits(self, batch: torch.Tensor) -> torch.Tensor:
@@ -144,10 +151,10 @@ class Detector:
         """Decode in parallel, find faces in batches, then score every region in batches."""
         results = [ImageScore(name) for name in names]
         loaded = load_images(images, names)
-        usable = [(result, image) for result, image in zip(results, loaded) if not isinstance(image, ImageError)]
         for result, image in zip(results, loaded):
             if isinstance(image, ImageError):
                 result.error = str(image)
+        usable = [(result, image) for result, image in zip(results, loaded) if result.error is None]
         pending = []
         for (result, image), regions in zip(usable, self.regions_of_many([image for _, image in usable], face_crop)):
             for index, (region, face) in enumerate(regions):
@@ -184,6 +191,5 @@ def face_crops(source: str | Path, image: ImageInput, face_finder: FaceFinder | 
     own transform then resizes each crop as `pretrained_cfg` says."""
     folder, _ = resolve_model_source(source)
     _, deepfake = read_config(Path(folder))
-    rgb = load_image(image)
-    faces = (face_finder or default_face_finder()).find(rgb) if deepfake.face_crop.enabled else []
-    return [region for region, _, _ in face_regions(rgb, faces, deepfake.face_crop)]
+    regions = scored_regions([load_image(image)], deepfake.face_crop, face_finder or default_face_finder())[0]
+    return [region for region, _ in regions]

@@ -27,7 +27,8 @@ def test_the_installed_package_works_from_any_folder(model_dir, astronaut, tmp_p
     """`pip install -e .` (the README's set-up) puts the library and the `deepfake-detect` command on the path:
     both work from a folder outside the repository."""
     command = shutil.which("deepfake-detect")
-    assert command, "deepfake-detect is not installed: run `pip install -e .` (the README's set-up command)"
+    assert command, ("deepfake-detect is not installed: run `pip install -r requirements.txt -e .` (the README's "
+                     "set-up command)")
     astronaut.save(tmp_path / "astronaut.jpg")
     library = subprocess.run([sys.executable, "-c", "from hub_utils import load_detector; print(load_detector)"],
                              cwd=tmp_path, capture_output=True, text=True)
