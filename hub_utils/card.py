@@ -189,6 +189,22 @@ def _plots_markdown(folder: Path) -> str:
     return "\n".join(f"![{name.removesuffix('.png')}]({name})" for name in names if (folder / name).is_file())
 
 
+VIEW_WORDS = {"raw": "the stored files", "neutral": "their neutral re-encoding (RGB, 256 px, JPEG 90)"}
+
+
+def _views(training_data: dict[str, Any]) -> str:
+    """How a frozen head's training images were shown: its views, and the perturbed view's perturbations and weight."""
+    views = training_data.get("views")
+    if not views:
+        return ""
+    words = [VIEW_WORDS[view] for view in views if view in VIEW_WORDS]
+    if "perturbed" in views:
+        words.append(f"the re-encoded images that drew {' or '.join(training_data['perturbations'])} among the "
+                     f"challenge's perturbations, so perturbed, at {training_data['perturbed_weight']:g} of an "
+                     "image's weight")
+    return ", on " + "; ".join(words)
+
+
 def _initialisation(training_data: dict[str, Any], frozen: bool) -> str:
     """Where the weights started (ImageNet, nothing, or another model folder), and whether they are a soup of runs."""
     start = training_data.get("pretrained")
@@ -196,7 +212,8 @@ def _initialisation(training_data: dict[str, Any], frozen: bool) -> str:
     if start in (None, ""):
         return ""
     if frozen:
-        return f"The backbone ({backbone}, {start} weights) stayed frozen; only the head was fitted."
+        fitted_on = _views(training_data)
+        return f"The backbone ({backbone}, {start} weights) stayed frozen; only the head was fitted{fitted_on}."
     if start in ("hub", "packaged"):
         text = f"Initialised from ImageNet weights of {backbone} ({start})."
     elif start == "none":

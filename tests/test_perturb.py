@@ -139,6 +139,10 @@ def test_iter_perturbations_selection():
     chosen = [(n, s) for n, s, _ in iter_perturbations("blur, jpeg:strong")]
     assert chosen == [("blur", "mild"), ("blur", "medium"), ("blur", "strong"), ("jpeg", "strong")]
     assert list(iter_perturbations("none")) == []
+    medium = [(n, s) for n, s, _ in iter_perturbations("medium")]
+    assert medium == [(name, "medium") for name in PERTURBATIONS]  # upscale's one severity is medium
+    assert [(n, s) for n, s, _ in iter_perturbations("strong")] == [(name, "strong") for name in PERTURBATIONS
+                                                                     if name != "upscale"]
     with pytest.raises(PerturbationError, match="Unknown perturbation 'sharpen'"):
         list(iter_perturbations("sharpen"))
     with pytest.raises(PerturbationError, match="severities"):

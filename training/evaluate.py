@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", help="train, validation or test of the loader's split (default: every image)")
     parser.add_argument("--split-seed", type=int, default=0, dest="split_seed",
                         help="seed of the train/validation/test split, as training's --split-seed (default 0)")
-    parser.add_argument("--perturbations", help="'all', or a comma list of names and name:severity items")
+    parser.add_argument("--perturbations", help="'all', or a comma list of names, name:severity items and severities "
+                             "('medium': every perturbation at medium severity)")
     parser.add_argument("--neutral", action="store_true", help="neutral re-encoding first (format-free evaluation)")
     parser.add_argument("--skip-seen", action="store_true",
                         help="leave out the images any model trained on, or was calibrated on outside the evaluated "

@@ -4,9 +4,10 @@ features are cached (`training.features`), seconds for every rerun.
     python -m training.train --config training/configs/clip-vitb16-probe.json
 
 The head is a logistic regression on standardized features (scikit-learn), fitted on each training image's largest
-region in the views the config names (as stored, neutrally re-encoded); the standardization is folded into its
-weights. Temperature and threshold are then fitted on the neutrally re-encoded validation split, scored exactly as
-`Detector.predict` scores (every region, the most fake one counts), and the temperature is folded in too.
+region in the views the config names (as stored, neutrally re-encoded, perturbed: `training_view`); the
+standardization is folded into its weights. Temperature and threshold are then fitted on the neutrally re-encoded
+validation split, scored exactly as `Detector.predict` scores (every region, the most fake one counts), and the
+temperature is folded in too.
 """
 from __future__ import annotations
 
@@ -39,9 +40,8 @@ from training.config import TrainConfig
 from training.data import DataError
 from training.dataset import balanced_weights, image_of
 from training.features import FeatureCache, frozen_detector, head_inputs
-from training.perturb import neutral_reencode
+from training.perturb import PERTURBATIONS, drawn_perturbation, neutral_reencode
 
-VIEWS: dict[str, Callable[[Image.Image], Image.Image]] = {"raw": lambda image: image, "neutral": neutral_reencode}
 CHUNK = 256  # images decoded at a time
 LOG_NAME = "training_log.jsonl"
 
@@ -77,13 +77,39 @@ def get_pretrained_cfg_dict(name: str) -> dict:
     return {key: value for key, value in cfg.to_dict().items() if key not in ("url", "hf_hub_id", "file")}
 
 
-def region_tokens(cache: FeatureCache, rows: datasets.Dataset, view: str, desc: str) -> list[np.ndarray]:
-    """Cached tokens of every region of each row's image in `view`, decoding `CHUNK` images at a time."""
+View = Callable[[Image.Image], Image.Image | None]
+
+
+def training_view(view: str, perturbations: Sequence[str]) -> View:
+    """An image's view for training, None where the view leaves the image out: as stored (`raw`), neutrally
+    re-encoded (`neutral`), or re-encoded and given the challenge perturbation it draws by its content
+    (`perturbed`, kept where that perturbation is one of `perturbations`)."""
+    if view == "raw":
+        return lambda image: image
+    if view == "neutral":
+        return neutral_reencode
+
+    def perturbed(image: Image.Image) -> Image.Image | None:
+        neutral = neutral_reencode(image)
+        name, severity = drawn_perturbation(neutral)
+        return PERTURBATIONS[name][severity](neutral) if name in perturbations else None
+
+    return perturbed
+
+
+def region_tokens(cache: FeatureCache, rows: datasets.Dataset, view: View, desc: str) -> tuple[list[np.ndarray],
+                                                                                              np.ndarray]:
+    """Cached tokens of every region of each row's image in `view`, decoding `CHUNK` images at a time, and the
+    indices of the rows that the view keeps."""
     tokens: list[np.ndarray] = []
+    kept: list[int] = []
     for start in range(0, len(rows), CHUNK):
         part = rows.select(range(start, min(len(rows), start + CHUNK)))
-        tokens += cache.tokens([VIEWS[view](image_of(row)) for row in part], desc=f"{desc} {start}/{len(rows)}")
-    return tokens
+        views = [(start + i, view(image_of(row))) for i, row in enumerate(part)]
+        views = [(index, image) for index, image in views if image is not None]
+        tokens += cache.tokens([image for _, image in views], desc=f"{desc} {start}/{len(rows)}")
+        kept += [index for index, _ in views]
+    return tokens, np.array(kept, dtype=int)
 
 
 @dataclass
@@ -119,25 +145,36 @@ class LinearHead:
 
 @dataclass
 class Examples:
-    """Images as cached region tokens (`FeatureCache.tokens`), with their label and generator."""
+    """Images in a view as cached region tokens (`FeatureCache.tokens`), with their label, generator, view name and
+    row in their split."""
 
     tokens: list[np.ndarray]
     labels: np.ndarray
     generators: np.ndarray
+    views: np.ndarray
+    rows: np.ndarray
 
     def subset(self, mask: np.ndarray) -> Examples:
-        return Examples([t for t, keep in zip(self.tokens, mask) if keep], self.labels[mask], self.generators[mask])
+        """The examples whose row is in `mask`, a boolean per row of their split."""
+        keep = np.asarray(mask, bool)[self.rows]
+        return Examples([t for t, k in zip(self.tokens, keep) if k], self.labels[keep], self.generators[keep],
+                        self.views[keep], self.rows[keep])
 
     @classmethod
     def concatenate(cls, parts: Sequence[Examples]) -> Examples:
         return cls([t for part in parts for t in part.tokens], *(np.concatenate([getattr(p, k) for p in parts])
-                                                                  for k in ("labels", "generators")))
+                                                                  for k in ("labels", "generators", "views", "rows")))
 
 
-def examples(cache: FeatureCache, split: datasets.Dataset, views: Sequence[str]) -> Examples:
-    """Every image of `split` in each of `views`, views one after the other."""
-    meta = [np.asarray(list(split[column])) for column in ("label", "generator")]
-    return Examples.concatenate([Examples(region_tokens(cache, split, view, view), *meta) for view in views])
+def examples(cache: FeatureCache, split: datasets.Dataset, views: Sequence[str],
+             perturbations: Sequence[str] = tuple(PERTURBATIONS)) -> Examples:
+    """The images of `split` in each of `views` (`training_view`), views one after the other."""
+    labels, generators = (np.asarray(list(split[column])) for column in ("label", "generator"))
+    parts = []
+    for view in views:
+        tokens, rows = region_tokens(cache, split, training_view(view, perturbations), view)
+        parts.append(Examples(tokens, labels[rows], generators[rows], np.full(len(rows), view), rows))
+    return Examples.concatenate(parts)
 
 
 def largest_region_features(spec: FrozenBackbone, examples: Examples, mirrored: bool) -> np.ndarray:
@@ -145,12 +182,22 @@ def largest_region_features(spec: FrozenBackbone, examples: Examples, mirrored: 
     return np.stack([head_inputs(t[:1], spec, mirrored)[0] for t in examples.tokens])
 
 
-def fit_features(spec: FrozenBackbone, features: np.ndarray, labels: np.ndarray, generators: Sequence[str],
+def sample_weights(examples: Examples, perturbed_weight: float) -> np.ndarray:
+    """Within each view, each label half of the view's mass and each generator within a label a share growing with
+    the square root of its count; a view's mass is its number of examples, times `perturbed_weight` for the perturbed
+    view (a perturbed copy counts that much of its image). Scaled to a mean of 1."""
+    weights = np.zeros(len(examples.labels))
+    for view in np.unique(examples.views):
+        here = examples.views == view
+        mass = here.sum() * (perturbed_weight if view == "perturbed" else 1.0)
+        weights[here] = balanced_weights(examples.labels[here], list(examples.generators[here])) * mass
+    return weights * len(weights) / weights.sum()
+
+
+def fit_features(spec: FrozenBackbone, features: np.ndarray, labels: np.ndarray, weights: np.ndarray,
                  c: float) -> tuple[LinearHead, float]:
-    """The logistic regression on standardized features, the standardization folded into the weights
-    (w / s, b - w.m / s); samples weighted so that each label has half the mass and each generator within a label a
-    share growing with the square root of its count. Returns the head and its training accuracy."""
-    weights = balanced_weights(labels, list(generators)) * len(labels)
+    """The logistic regression on standardized features with these sample weights, the standardization folded into
+    the weights (w / s, b - w.m / s). Returns the head and its training accuracy."""
     scaler = StandardScaler().fit(features, sample_weight=weights)
     standardized = scaler.transform(features)
     regression = LogisticRegression(C=c, max_iter=3000).fit(standardized, labels, sample_weight=weights)
@@ -160,9 +207,9 @@ def fit_features(spec: FrozenBackbone, features: np.ndarray, labels: np.ndarray,
 
 
 def fit_head(spec: FrozenBackbone, train: Examples, config: TrainConfig) -> tuple[LinearHead, float]:
-    """`fit_features` on each training image's largest region."""
+    """`fit_features` on each training image's largest region, weighted by `sample_weights`."""
     features = largest_region_features(spec, train, config.test_time_flip)
-    return fit_features(spec, features, train.labels, train.generators, config.probe_c)
+    return fit_features(spec, features, train.labels, sample_weights(train, config.perturbed_weight), config.probe_c)
 
 
 def fit_and_calibrate(spec: FrozenBackbone, train: Examples, validation: Examples,
@@ -179,14 +226,17 @@ def train_frozen_head(config: TrainConfig, splits: datasets.DatasetDict, data_su
     detector = build_detector(config)
     model: FrozenFeatureClassifier = detector.model
     cache = FeatureCache(detector, config.feature_cache)
-    train = examples(cache, splits["train"], config.train_views)
+    train = examples(cache, splits["train"], config.train_views, config.train_perturbations)
     validation = examples(cache, splits["validation"], ["neutral"])
     head, fitted, train_accuracy = fit_and_calibrate(model.spec, train, validation, config)
     head.put_into(model)
     deepfake = DeepfakeConfig(preprocessing="resize", face_crop=detector.deepfake.face_crop,
                               test_time_flip=config.test_time_flip, backbone=model.spec, **fitted)
+    perturbed = ({"perturbations": config.train_perturbations, "perturbed_weight": config.perturbed_weight}
+                 if "perturbed" in config.train_views else {})
     deepfake.training_data = {**data_summary, "backbone": config.backbone, "pretrained": config.pretrained,
-                              "image_size": int(model.pretrained_cfg["input_size"][-1])}
+                              "image_size": int(model.pretrained_cfg["input_size"][-1]),
+                              "views": config.train_views, **perturbed}
     output = Path(config.output)
     save_model_folder(model, output, deepfake)
     (output / TRAIN_CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from hub_utils.images import content_hash
+
 Perturbation = Callable[[Image.Image], Image.Image]
 SEVERITIES = ("mild", "medium", "strong")
 NEUTRAL_SIZE = 256
@@ -90,6 +92,16 @@ PERTURBATIONS: dict[str, dict[str, Perturbation]] = {
 }
 
 
+CHALLENGE_LADDER: list[tuple[str, str]] = [(name, severity) for name, ladder in PERTURBATIONS.items()
+                                           for severity in ladder]
+
+
+def drawn_perturbation(image: Image.Image) -> tuple[str, str]:
+    """The (name, severity) of `CHALLENGE_LADDER` that an image draws by its content: always the same for the same
+    pixels, so a perturbed training view is reproducible and its cached features stay valid."""
+    return CHALLENGE_LADDER[int(content_hash(image)[:8], 16) % len(CHALLENGE_LADDER)]
+
+
 def apply_perturbation(image: Image.Image, name: str, severity: str) -> Image.Image:
     """`PERTURBATIONS[name][severity](image)`, with an error that lists the valid choices."""
     if name not in PERTURBATIONS:
@@ -110,15 +122,19 @@ def neutral_reencode(image: Image.Image) -> Image.Image:
 
 
 def iter_perturbations(selection: str = "all") -> Iterator[tuple[str, str, Perturbation]]:
-    """(name, severity, function) for "all", "none", or a comma list of names and name:severity items."""
+    """(name, severity, function) for "all", "none", or a comma list of names, name:severity items and severities
+    (`medium`: every perturbation at that severity)."""
     if selection == "none":
         return
     items = list(PERTURBATIONS) if selection == "all" else [s.strip() for s in selection.split(",") if s.strip()]
     for item in items:
+        if item in SEVERITIES:
+            yield from ((name, item, ladder[item]) for name, ladder in PERTURBATIONS.items() if item in ladder)
+            continue
         name, _, severity = item.partition(":")
         if name not in PERTURBATIONS:
             raise PerturbationError(f"Unknown perturbation {name!r} in {selection!r}; "
-                                    f"choose from {sorted(PERTURBATIONS)}.")
+                                    f"choose from {sorted(PERTURBATIONS)} or a severity {list(SEVERITIES)}.")
         if severity and severity not in PERTURBATIONS[name]:
             raise PerturbationError(f"Perturbation {name!r} has severities {list(PERTURBATIONS[name])}, "
                                     f"not {severity!r}.")
