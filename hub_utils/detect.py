@@ -2,6 +2,7 @@
 
     python -m hub_utils.detect photos/ face.jpg --output results.csv
     python -m hub_utils.detect photos/ --model owner/name@main --model models/other --ensemble --output out.json
+    python -m hub_utils.detect photos/ --device cuda --precision bf16 --batch-size 128 --output results.csv
     accelerate launch -m hub_utils.detect photos/ --output results.csv    # split across processes / GPUs
 
 One row per image, face and model, the headline model's rows first (`headline` true: the model whose verdict leads,
@@ -14,6 +15,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import torch
+
+from .detector import PRECISIONS
 from .ensemble import ENSEMBLE_NAME, default_headline, default_sources, load_ensemble
 from .images import IMAGE_SUFFIXES
 from .model_folder import ModelFolderError
@@ -31,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-face-crop", action="store_true", help="score whole images, no face detection")
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     parser.add_argument("--ensemble", action="store_true", help="also rows for the ensemble (mean of the models)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where the models run and faces are found: auto (default) takes this process's GPU when "
+                             "there is one (one per process under accelerate launch), else the CPU")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (default) or bf16: the models' forward under bf16 autocast, on CUDA only; faster, "
+                             "but P(fake) moves (by up to 0.07 on the default models)")
     return parser
 
 
@@ -50,22 +60,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(args.paths)}.",
               file=sys.stderr)
         return 2
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
+    device = torch.device("cpu") if args.device == "cpu" else state.device
+    if args.device == "cuda" and device.type != "cuda":
+        parser.error("--device cuda: this process sees no CUDA device")
+    if args.precision == "bf16" and device.type != "cuda":
+        parser.error(f"--precision bf16 runs on CUDA only, and the models would run on {device}; leave it at fp32")
     try:
         if args.output:
             prepare_output(args.output)
-        ensemble = load_ensemble(sources)
+        ensemble = load_ensemble(sources, device=device, precision=args.precision)
     except (ModelFolderError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for detector in ensemble.detectors:
         if not detector.deepfake.trained:
             print(f"warning: {detector.name} is an UNTRAINED placeholder; its scores mean nothing.", file=sys.stderr)
-    from accelerate import PartialState
-    from accelerate.utils import gather_object
-
-    state = PartialState()
-    for detector in ensemble.detectors:
-        detector.model.to(state.device)
     headline = headline or ensemble.detectors[0].name
     with state.split_between_processes(paths) as mine:
         rows = score_paths(ensemble, mine, args.batch_size, False if args.no_face_crop else None,

@@ -5,6 +5,7 @@ The app, the CLI, the evaluation and the benchmarks all score through `Detector.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,19 +18,20 @@ from scipy.special import expit
 from .constants import FAKE_INDEX, REAL_INDEX
 from .faces import Face, FaceFinder, FaceSettings, face_regions
 from .hub import resolve_model_source, split_revision
-from .images import ImageError, ImageInput, load_image, load_images
+from .images import ImageError, ImageInput, load_chunks, load_image
 from .model_folder import DeepfakeConfig, load_model, read_config
 from .preprocess import build_preprocess
 
-_default_face_finder: FaceFinder | None = None
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast of the model's forward, on CUDA only
+_default_face_finders: dict[torch.device, FaceFinder] = {}
 
 
-def default_face_finder() -> FaceFinder:
-    """One face finder per process, so every model reuses the detections of a picture."""
-    global _default_face_finder
-    if _default_face_finder is None:
-        _default_face_finder = FaceFinder()
-    return _default_face_finder
+def default_face_finder(device: str | torch.device = "cpu") -> FaceFinder:
+    """One face finder per process and device, so every model on that device reuses the detections of a picture."""
+    device = torch.device(device)
+    if device not in _default_face_finders:
+        _default_face_finders[device] = FaceFinder(device=device)
+    return _default_face_finders[device]
 
 
 def verdict_for(probability: float, threshold: float) -> str:
@@ -83,22 +85,42 @@ class ImageScore:
 
 
 class Detector:
-    """A loaded model folder with its preprocessing, face settings and decision threshold."""
+    """A loaded model folder with its preprocessing, face settings and decision threshold.
+
+    Faces are found by `face_finder`, by default the process's finder on the model's GPU (else the CPU). Precision
+    "bf16" runs the model's forward under bf16 autocast, for a model on CUDA only; the default "fp32" keeps the scores
+    that the threshold and the calibration were fitted on (bf16 moved P(fake) by up to 0.07, docs/benchmarks.md)."""
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], deepfake: DeepfakeConfig, name: str,
-                 revision: str = "local", face_finder: FaceFinder | None = None, folder: Path | None = None) -> None:
+                 revision: str = "local", face_finder: FaceFinder | None = None, folder: Path | None = None, *,
+                 precision: str = "fp32") -> None:
         self.model = model.eval()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+        if precision == "bf16" and self.device.type != "cuda":
+            raise ValueError(f"precision 'bf16' (autocast) is for a model on CUDA, and this model is on {self.device}: "
+                             "load it with device='cuda', or keep precision 'fp32'.")
+        self.precision = precision
         self.folder = folder
         self.config = config
         self.deepfake = deepfake
         self.name = name
         self.revision = revision
-        self.face_finder = face_finder or default_face_finder()
+        # MTCNN's area resampling fails on Apple's MPS, so only CUDA takes face finding off the CPU
+        self.face_finder = face_finder or default_face_finder(self.device if self.device.type == "cuda" else "cpu")
         self.preprocess = build_preprocess(config, deepfake.preprocessing)
 
     @property
     def threshold(self) -> float:
         return self.deepfake.threshold
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def autocast(self) -> AbstractContextManager:
+        """Where the model's forward runs in `precision`: bf16 autocast on CUDA, else unchanged (fp32)."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
 
     def regions(self, image: Image.Image, face_crop: bool | None = None) -> list[tuple[Image.Image, Face | None]]:
         """The regions this model scores in an RGB image (faces, or the whole image)."""
@@ -116,7 +138,8 @@ class Detector:
     def fake_logits(self, batch: torch.Tensor) -> torch.Tensor:
         """log(P(fake) / P(real)) of each input; with `test_time_flip`, the mean over the input and its mirror image."""
         views = (batch, batch.flip(-1)) if self.deepfake.test_time_flip else (batch,)
-        logits = torch.stack([self.model(view).float() for view in views]).mean(dim=0)
+        with self.autocast():
+            logits = torch.stack([self.model(view).float() for view in views]).mean(dim=0)
         return logits[:, FAKE_INDEX] - logits[:, REAL_INDEX]
 
     @torch.inference_mode()
@@ -128,32 +151,30 @@ class Detector:
         inputs = [self.preprocess(region) for region in regions]
         owners = np.concatenate([np.full(len(x), i) for i, x in enumerate(inputs)]) if inputs else np.zeros(0, int)
         stacked = torch.cat(inputs) if inputs else torch.zeros(0)
-        device = next(self.model.parameters()).device
         logits = []
         for start in range(0, len(stacked), batch_size):
-            batch = stacked[start:start + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+            batch = stacked[start:start + batch_size].to(self.device).contiguous(memory_format=torch.channels_last)
             logits.append(self.fake_logits(batch).cpu().numpy())
         flat = np.concatenate(logits) if logits else np.zeros(0)
         return expit(np.array([flat[owners == i].mean() for i in range(len(inputs))], dtype=np.float64))
 
     def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None, *, batch_size: int = 32,
                 face_crop: bool | None = None) -> list[ImageScore]:
-        """Score images (paths, bytes, arrays or PIL images); a bad image gets an `error`, never an exception."""
+        """Score images (paths, bytes, arrays or PIL images); a bad image gets an `error`, never an exception. Chunks
+        of `batch_size` images are decoded in parallel, the next one while this one is scored."""
         names = list(names) if names is not None else [name_of(image, i) for i, image in enumerate(images)]
         results: list[ImageScore] = []
-        for start in range(0, len(images), batch_size):
-            results.extend(self._predict_chunk(images[start:start + batch_size], names[start:start + batch_size],
-                                               batch_size, face_crop))
+        for start, loaded in zip(range(0, len(images), batch_size), load_chunks(images, names, batch_size)):
+            results.extend(self.score_loaded(loaded, names[start:start + batch_size], batch_size=batch_size,
+                                             face_crop=face_crop))
         return results
 
-    def _predict_chunk(self, images: Sequence[ImageInput], names: Sequence[str], batch_size: int,
-                       face_crop: bool | None) -> list[ImageScore]:
-        """Decode in parallel, find faces in batches, then score every region in batches."""
-        results = [ImageScore(name) for name in names]
-        loaded = load_images(images, names)
-        for result, image in zip(results, loaded):
-            if isinstance(image, ImageError):
-                result.error = str(image)
+    def score_loaded(self, loaded: Sequence[Image.Image | ImageError], names: Sequence[str], *, batch_size: int = 32,
+                     face_crop: bool | None = None) -> list[ImageScore]:
+        """Score decoded images (`images.load_images` output, errors in place): faces found in batches, then every
+        region scored in batches."""
+        results = [ImageScore(name, error=str(image) if isinstance(image, ImageError) else None)
+                   for name, image in zip(names, loaded)]
         usable = [(result, image) for result, image in zip(results, loaded) if result.error is None]
         pending = []
         for (result, image), regions in zip(usable, self.regions_of_many([image for _, image in usable], face_crop)):
@@ -177,12 +198,15 @@ def name_of(image: ImageInput, index: int) -> str:
     return str(image) if isinstance(image, (str, Path)) else f"image_{index}"
 
 
-def load_detector(source: str | Path, face_finder: FaceFinder | None = None) -> Detector:
-    """A detector from a local model folder or a Hub id (`owner/name[@revision]`)."""
+def load_detector(source: str | Path, face_finder: FaceFinder | None = None, *, device: str | torch.device = "cpu",
+                  precision: str = "fp32") -> Detector:
+    """A detector from a local model folder or a Hub id (`owner/name[@revision]`), its model on `device`; without a
+    `face_finder`, faces are found on that device too. `precision`: see `Detector`."""
     folder, revision = resolve_model_source(source)
     model, config, deepfake = load_model(folder)
     name = split_revision(str(source))[0] if revision != "local" else Path(folder).resolve().name
-    return Detector(model, config, deepfake, name, revision, face_finder, Path(folder))
+    return Detector(model.to(device), config, deepfake, name, revision, face_finder, Path(folder),
+                    precision=precision)
 
 
 def face_crops(source: str | Path, image: ImageInput, face_finder: FaceFinder | None = None) -> list[Image.Image]:

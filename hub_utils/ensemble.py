@@ -5,14 +5,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .detector import Detector, FaceScore, ImageScore, load_detector, name_of, verdict_for
-from .images import ImageError, ImageInput, load_images
+from .images import ImageInput, load_chunks
 from .model_folder import ModelFolderError
 
 ENSEMBLE_NAME = "ensemble"
@@ -46,23 +47,24 @@ class Ensemble:
     def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None, *, batch_size: int = 32,
                 face_crop: bool | None = None) -> list[EnsembleResult]:
         """Load each image once, score it with every member, and average face by face."""
+        return [result for chunk in self.predict_chunks(images, names, batch_size=batch_size, face_crop=face_crop)
+                for result in chunk]
+
+    def predict_chunks(self, images: Sequence[ImageInput], names: Sequence[str] | None = None, *,
+                       batch_size: int = 32, face_crop: bool | None = None) -> Iterator[list[EnsembleResult]]:
+        """`predict`, one chunk of `batch_size` images at a time; the next chunk decodes while this one is scored."""
         names = list(names) if names is not None else [name_of(image, i) for i, image in enumerate(images)]
-        loaded = load_images(images, names)
-        scorable = [i for i, image in enumerate(loaded) if not isinstance(image, ImageError)]
-        per_model = {d.name: dict(zip(scorable, d.predict([loaded[i] for i in scorable], [names[i] for i in scorable],
-                                                          batch_size=batch_size, face_crop=face_crop)))
-                     for d in self.detectors}
-        results = []
-        for position, (image, name) in enumerate(zip(loaded, names)):
-            if isinstance(image, ImageError):
-                failed = ImageScore(name, error=str(image))
-                results.append(EnsembleResult({d.name: failed for d in self.detectors}, failed))
-                continue
-            members = {model: scores[position] for model, scores in per_model.items()}
-            results.append(EnsembleResult(members, self._combine(name, list(members.values()))))
-        return results
+        for start, loaded in zip(range(0, len(images), batch_size), load_chunks(images, names, batch_size)):
+            chunk_names = names[start:start + batch_size]
+            per_model = {d.name: d.score_loaded(loaded, chunk_names, batch_size=batch_size, face_crop=face_crop)
+                         for d in self.detectors}
+            members = [{model: scores[i] for model, scores in per_model.items()} for i in range(len(chunk_names))]
+            yield [EnsembleResult(scores, self._combine(name, list(scores.values())))
+                   for name, scores in zip(chunk_names, members)]
 
     def _combine(self, name: str, scores: list[ImageScore]) -> ImageScore:
+        if scores[0].error:  # an image that could not be loaded fails for every member alike
+            return ImageScore(name, error=scores[0].error)
         combined = ImageScore(name)
         aligned = len({len(s.faces) for s in scores}) == 1
         if aligned:
@@ -76,10 +78,11 @@ class Ensemble:
         return combined
 
 
-def load_ensemble(sources: Sequence[str], threshold: float | None = None) -> Ensemble:
-    """Detectors from folders or Hub ids; the threshold defaults to a single model's own, else to the one recorded
-    in an ensemble.json beside the members, else 0.5."""
-    detectors = [load_detector(source) for source in sources]
+def load_ensemble(sources: Sequence[str], threshold: float | None = None, *, device: str | torch.device = "cpu",
+                  precision: str = "fp32") -> Ensemble:
+    """Detectors from folders or Hub ids on `device` (faces found there too); the threshold defaults to a single
+    model's own, else to the one recorded in an ensemble.json beside the members, else 0.5."""
+    detectors = [load_detector(source, device=device, precision=precision) for source in sources]
     return Ensemble(detectors, ensemble_threshold(sources, detectors) if threshold is None else threshold)
 
 

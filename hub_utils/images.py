@@ -6,7 +6,7 @@ import io
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -124,6 +124,23 @@ def load_images(sources: Sequence[ImageInput], names: Sequence[str]) -> list[Ima
         return [load(source, name) for source, name in zip(sources, names)]
     with ThreadPoolExecutor(min(DECODE_WORKERS, len(sources))) as pool:
         return list(pool.map(load, sources, names))
+
+
+def load_chunks(sources: Sequence[ImageInput], names: Sequence[str],
+                chunk_size: int) -> Iterator[list[Image.Image | ImageError]]:
+    """`load_images` of consecutive chunks of `chunk_size` images, the next chunk decoding in the background while
+    the caller scores this one (decoding overlapped with compute); one chunk alone is loaded in the caller's thread."""
+    chunks = [(sources[start:start + chunk_size], names[start:start + chunk_size])
+              for start in range(0, len(sources), chunk_size)]
+    if len(chunks) < 2:
+        yield from (load_images(*chunk) for chunk in chunks)
+        return
+    with ThreadPoolExecutor(1) as ahead:
+        upcoming = ahead.submit(load_images, *chunks[0])
+        for chunk in chunks[1:]:
+            current, upcoming = upcoming.result(), ahead.submit(load_images, *chunk)
+            yield current
+        yield upcoming.result()
 
 
 def content_hash(image: Image.Image) -> str:

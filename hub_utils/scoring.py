@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -63,13 +64,13 @@ def score_paths(ensemble: Ensemble, paths: Sequence[str], batch_size: int, face_
     """Rows for every path and every model (and the ensemble if asked), the headline's rows first."""
     thresholds = {d.name: d.threshold for d in ensemble.detectors} | {ENSEMBLE_NAME: ensemble.threshold}
     rows: list[dict[str, Any]] = []
-    for start in tqdm(range(0, len(paths), batch_size), desc="detect", unit="batch", file=sys.stderr,
-                      disable=not show_progress):
-        chunk = paths[start:start + batch_size]
-        for path, result in zip(chunk, ensemble.predict(chunk, chunk, batch_size=batch_size, face_crop=face_crop)):
+    chunks = ensemble.predict_chunks(paths, paths, batch_size=batch_size, face_crop=face_crop)
+    for results in tqdm(chunks, total=math.ceil(len(paths) / batch_size), desc="detect", unit="batch",
+                        file=sys.stderr, disable=not show_progress):
+        for result in results:
             scores = [*result.members.items(), *([(ENSEMBLE_NAME, result.ensemble)] if with_ensemble else [])]
             for model, score in sorted(scores, key=lambda item: item[0] != headline):
-                rows.extend(rows_for(path, model, score, thresholds[model], model == headline))
+                rows.extend(rows_for(result.ensemble.name, model, score, thresholds[model], model == headline))
     return rows
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hub_utils.detect import main
@@ -73,6 +74,16 @@ def test_usage_errors_exit_2(model_dir: Path, tmp_path: Path, capsys: pytest.Cap
     with pytest.raises(SystemExit) as exit_info:
         main(["x.jpg", "--model", str(model_dir), "--output", "out.txt"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no CUDA device")
+def test_cuda_and_bf16_are_refused_without_a_cuda_device(image_tree: Path, model_dir: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    for extra, message in ((["--device", "cuda"], "--device cuda: this process sees no CUDA device"),
+                           (["--precision", "bf16"], "--precision bf16 runs on CUDA only")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(image_tree), "--model", str(model_dir), *extra])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_a_folder_without_images_is_refused_before_loading_models(tmp_path: Path,

@@ -6,13 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageOps
 from scipy.special import expit, logit
 
-from hub_utils import load_detector
+from hub_utils import Detector, load_detector
+from hub_utils.detector import default_face_finder
+from hub_utils.ensemble import DEFAULT_MODELS_DIR, Ensemble, default_sources
+from hub_utils.faces import FaceFinder
+from hub_utils.model_folder import ModelFolderError
 from hub_utils.preprocess import tile_to_size, window_origins
 from tests.conftest import make_model_folder
-from training.calibrate import apply_temperature, fold_temperature
 
 
 def test_one_result_per_face_and_whole_image_fallback(model_dir: Path, astronaut: Image.Image) -> None:
@@ -83,6 +87,8 @@ def test_test_time_flip_scores_an_image_and_its_mirror_alike(tmp_path: Path, lfw
 
 
 def test_views_average_logits_so_a_folded_temperature_stays_exact(tmp_path: Path) -> None:
+    from training.calibrate import apply_temperature, fold_temperature  # the training stack, not on every machine
+
     detector = load_detector(make_model_folder(tmp_path / "tile", preprocessing="tile", test_time_flip=True))
     rng = np.random.default_rng(2)
     regions = [Image.fromarray(rng.integers(0, 255, (150, 130, 3), dtype=np.uint8)) for _ in range(3)]
@@ -105,16 +111,19 @@ def test_hub_layout_loads_from_a_path_string(model_dir: Path) -> None:
     assert detector.threshold == json.loads((model_dir / "config.json").read_text())["deepfake"]["threshold"]
 
 
-def test_the_batch_path_scores_as_one_image_at_a_time(faces_dir: Path) -> None:
-    """Decoding in parallel and finding faces in batches change nothing: on real and fake photos of several sources
-    and sizes, a batch gets the faces, P(fake) (within 1e-3) and verdicts of each photo scored alone."""
-    from hub_utils.ensemble import DEFAULT_MODELS_DIR
-    from hub_utils.faces import FaceFinder
-
+def mixed_size_photos(faces_dir: Path) -> list[str]:
+    """A real and a fake photo of every source of the shared face data, in source order: many sizes."""
     paths = [str(next(source.glob(f"{label}/**/*.jpg")))
              for source in sorted(p for p in faces_dir.iterdir() if p.is_dir()) for label in ("real", "fake")
              if next(source.glob(f"{label}/**/*.jpg"), None)]
-    assert len({Image.open(path).size for path in paths}) > 2
+    assert len({Image.open(path).size for path in paths[:8]}) > 2
+    return paths
+
+
+def test_the_batch_path_scores_as_one_image_at_a_time(faces_dir: Path) -> None:
+    """Decoding in parallel and finding faces in batches change nothing: on real and fake photos of several sources
+    and sizes, a batch gets the faces, P(fake) (within 1e-3) and verdicts of each photo scored alone."""
+    paths = mixed_size_photos(faces_dir)
     folder = DEFAULT_MODELS_DIR / "effnet-lite2-resize224-soup"
     batch = load_detector(folder, face_finder=FaceFinder()).predict(paths, batch_size=32)
     alone = [load_detector(folder, face_finder=FaceFinder()).predict([path])[0] for path in paths]
@@ -123,3 +132,65 @@ def test_the_batch_path_scores_as_one_image_at_a_time(faces_dir: Path) -> None:
         assert [face.fake_probability for face in together.faces] == pytest.approx(
             [face.fake_probability for face in single.faces], abs=1e-3)
         assert [face.verdict for face in together.faces] == [face.verdict for face in single.faces]
+
+
+@pytest.mark.slow
+def test_chunks_of_mixed_sizes_score_as_one_image_at_a_time_with_every_default_model(faces_dir: Path) -> None:
+    """The CLI's path at scale: chunks of 8 photos of mixed sizes, each decoded while the chunk before is scored,
+    faces of one size found in one call; every default model gives each photo the faces, P(fake) (within 1e-3) and
+    verdicts of that photo scored alone."""
+    paths = mixed_size_photos(faces_dir)
+    try:
+        detectors = [load_detector(source) for source in default_sources()]
+    except ModelFolderError as error:
+        pytest.skip(str(error))  # a frozen backbone that is not cached here
+
+    def on_new_finder() -> Ensemble:
+        finder = FaceFinder()
+        return Ensemble([Detector(d.model, d.config, d.deepfake, d.name, face_finder=finder) for d in detectors])
+
+    batch = on_new_finder().predict(paths, batch_size=8)
+    alone = [on_new_finder().predict([path])[0] for path in paths]
+    for together, single in zip(batch, alone):
+        assert together.members.keys() == single.members.keys() == {d.name for d in detectors}
+        for model, score in together.members.items():
+            faces = single.members[model].faces
+            assert [face.box for face in score.faces] == [face.box for face in faces], (model, together.ensemble.name)
+            assert [face.fake_probability for face in score.faces] == pytest.approx(
+                [face.fake_probability for face in faces], abs=1e-3)
+            assert [face.verdict for face in score.faces] == [face.verdict for face in faces]
+
+
+def test_faces_are_found_by_one_finder_per_device_on_the_models_gpu_else_on_the_cpu(model_dir: Path) -> None:
+    first, second = load_detector(model_dir), load_detector(model_dir, device="cpu")
+    assert first.face_finder is second.face_finder is default_face_finder("cpu")  # models reuse each other's faces
+    assert load_detector(model_dir, device="meta").face_finder is default_face_finder("cpu")  # e.g. Apple's MPS
+    assert default_face_finder("meta") is not default_face_finder("cpu")
+
+
+def test_bf16_is_refused_off_cuda_and_fp32_is_the_bare_model_bit_for_bit(model_dir: Path,
+                                                                         lfw_faces: list[Image.Image]) -> None:
+    with pytest.raises(ValueError, match=r"'bf16' \(autocast\) is for a model on CUDA, and this model is on cpu"):
+        load_detector(model_dir, precision="bf16")
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, got 'fp16'"):
+        load_detector(model_dir, precision="fp16")
+    detector = load_detector(model_dir)
+    batch = torch.cat([detector.preprocess(face.convert("RGB")) for face in lfw_faces])
+    with torch.inference_mode():
+        logits = detector.model(batch)
+    assert torch.equal(detector.fake_logits(batch), logits[:, 1] - logits[:, 0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_faces_are_found_there_and_bf16_runs_the_forward_close_to_fp32(astronaut: Image.Image) -> None:
+    folder = DEFAULT_MODELS_DIR / "effnet-lite2-resize224-soup"
+    on_cpu = load_detector(folder).predict([astronaut])[0]
+    fp32, bf16 = load_detector(folder, device="cuda"), load_detector(folder, device="cuda", precision="bf16")
+    assert fp32.face_finder.device.type == "cuda" and fp32.face_finder is bf16.face_finder
+    dtypes = []
+    bf16.model.conv_stem.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
+    a, b = fp32.predict([astronaut])[0], bf16.predict([astronaut])[0]
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert np.abs(np.subtract([f.box for f in a.faces], [f.box for f in on_cpu.faces])).max() <= 1
+    assert a.fake_probability == pytest.approx(on_cpu.fake_probability, abs=1e-2)
+    assert b.fake_probability == pytest.approx(a.fake_probability, abs=0.1)

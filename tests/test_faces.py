@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hub_utils.faces import Face, FaceFinder, FaceSettings, crop_box, crop_face, face_regions
@@ -48,6 +49,23 @@ def test_disk_cache_is_reused(astronaut: Image.Image, tmp_path: Path) -> None:
     again = FaceFinder(tmp_path)
     again._detect = lambda image: pytest.fail("detection ran although the cache holds the answer")
     assert again.find(astronaut) == first
+
+
+def test_mtcnn_is_built_on_the_finders_device() -> None:
+    assert FaceFinder().device == torch.device("cpu")  # as before
+    finder = FaceFinder(device="meta")  # a device every machine has; CUDA below
+    assert {parameter.device.type for parameter in finder._detector().parameters()} == {"meta"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_faces_found_on_cuda_are_those_found_on_the_cpu(astronaut: Image.Image, lfw_faces: list[Image.Image]) -> None:
+    pictures = [astronaut, astronaut.resize((300, 300)), *lfw_faces]
+    on_cpu, on_cuda = FaceFinder().find_many(pictures), FaceFinder(device="cuda").find_many(pictures)
+    assert sum(map(len, on_cpu)) >= 2
+    for cpu_faces, cuda_faces in zip(on_cpu, on_cuda):
+        assert len(cpu_faces) == len(cuda_faces)
+        for a, b in zip(cpu_faces, cuda_faces):
+            assert max(abs(x - y) for x, y in zip(a.box, b.box)) < 1.0
 
 
 def test_crop_is_square_inside_the_image_with_landmarks_moved() -> None:

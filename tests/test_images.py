@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,32 @@ def test_content_hash_ignores_container() -> None:
     image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (40, 40, 3), dtype=np.uint8))
     assert content_hash(load_image(encoded(image, "PNG"))) == content_hash(load_image(encoded(image, "BMP")))
     assert content_hash(image) != content_hash(image.transpose(Image.FLIP_LEFT_RIGHT))
+
+
+def test_chunks_keep_order_and_errors_and_the_next_one_decodes_while_this_one_is_scored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    started: dict[str, threading.Event] = {}  # first name of a chunk -> set once its decoding began
+    threads: list[threading.Thread] = []
+    load_images = images.load_images
+
+    def recording(sources, names):
+        threads.append(threading.current_thread())
+        started.setdefault(names[0], threading.Event()).set()
+        return load_images(sources, names)
+
+    monkeypatch.setattr(images, "load_images", recording)
+    pictures = [encoded(Image.new("RGB", (40, 40), (50 * i, 0, 0)), "PNG") for i in range(5)]
+    pictures[3] = b"not a picture"
+    names = [f"p{i}" for i in range(5)]
+    chunks = images.load_chunks(pictures, names, 2)
+    first = next(chunks)
+    assert started.setdefault("p2", threading.Event()).wait(10)  # decoding ahead, before the caller asks for it
+    rest = list(chunks)
+    assert [len(first), *map(len, rest)] == [2, 2, 1]
+    loaded = first + [item for chunk in rest for item in chunk]
+    assert [image.getpixel((0, 0))[0] for i, image in enumerate(loaded) if i != 3] == [0, 50, 100, 200]
+    assert isinstance(loaded[3], ImageError) and "p3" in str(loaded[3])
+    assert all(thread is not threading.main_thread() for thread in threads)
+    threads.clear()
+    assert len(next(images.load_chunks(pictures[:1], names[:1], 2))) == 1
+    assert threads == [threading.main_thread()]  # one chunk (the app's single photo): no thread, as before
