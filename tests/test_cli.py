@@ -31,6 +31,7 @@ CLI_MODULES = {
     "bench.operating_points": [[]],
     "bench.results_table": [[]],
     "bench.shortcut_audit": [[]],
+    "bench.speed_ab": [[]],
 }
 
 
@@ -107,6 +108,8 @@ def usage_errors(tmp: Path) -> list[tuple[str, list[str]]]:
         ("bench.load", ["--clients", "0"]),
         ("bench.operating_points", [missing]),
         ("bench.shortcut_audit", ["--data", missing]),
+        ("bench.speed_ab", [missing, "."]),
+        ("bench.speed_ab", [".", ".", "--rounds", "0"]),
     ]
 
 
