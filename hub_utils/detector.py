@@ -164,9 +164,8 @@ class Detector:
         of `batch_size` images are decoded in parallel, the next one while this one is scored."""
         names = list(names) if names is not None else [name_of(image, i) for i, image in enumerate(images)]
         results: list[ImageScore] = []
-        for start, loaded in zip(range(0, len(images), batch_size), load_chunks(images, names, batch_size)):
-            results.extend(self.score_loaded(loaded, names[start:start + batch_size], batch_size=batch_size,
-                                             face_crop=face_crop))
+        for chunk_names, loaded in load_chunks(images, names, batch_size):
+            results.extend(self.score_loaded(loaded, chunk_names, batch_size=batch_size, face_crop=face_crop))
         return results
 
     def score_loaded(self, loaded: Sequence[Image.Image | ImageError], names: Sequence[str], *, batch_size: int = 32,

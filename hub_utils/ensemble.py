@@ -54,8 +54,7 @@ class Ensemble:
                        batch_size: int = 32, face_crop: bool | None = None) -> Iterator[list[EnsembleResult]]:
         """`predict`, one chunk of `batch_size` images at a time; the next chunk decodes while this one is scored."""
         names = list(names) if names is not None else [name_of(image, i) for i, image in enumerate(images)]
-        for start, loaded in zip(range(0, len(images), batch_size), load_chunks(images, names, batch_size)):
-            chunk_names = names[start:start + batch_size]
+        for chunk_names, loaded in load_chunks(images, names, batch_size):
             per_model = {d.name: d.score_loaded(loaded, chunk_names, batch_size=batch_size, face_crop=face_crop)
                          for d in self.detectors}
             members = [{model: scores[i] for model, scores in per_model.items()} for i in range(len(chunk_names))]

@@ -127,20 +127,21 @@ def load_images(sources: Sequence[ImageInput], names: Sequence[str]) -> list[Ima
 
 
 def load_chunks(sources: Sequence[ImageInput], names: Sequence[str],
-                chunk_size: int) -> Iterator[list[Image.Image | ImageError]]:
-    """`load_images` of consecutive chunks of `chunk_size` images, the next chunk decoding in the background while
-    the caller scores this one (decoding overlapped with compute); one chunk alone is loaded in the caller's thread."""
+                chunk_size: int) -> Iterator[tuple[Sequence[str], list[Image.Image | ImageError]]]:
+    """The names and `load_images` of consecutive chunks of `chunk_size` images, the next chunk decoding in the
+    background while the caller scores this one (decoding overlapped with compute); one chunk alone is loaded in the
+    caller's thread."""
     chunks = [(sources[start:start + chunk_size], names[start:start + chunk_size])
               for start in range(0, len(sources), chunk_size)]
     if len(chunks) < 2:
-        yield from (load_images(*chunk) for chunk in chunks)
+        yield from ((chunk[1], load_images(*chunk)) for chunk in chunks)
         return
     with ThreadPoolExecutor(1) as ahead:
         upcoming = ahead.submit(load_images, *chunks[0])
-        for chunk in chunks[1:]:
+        for previous, chunk in zip(chunks, chunks[1:]):
             current, upcoming = upcoming.result(), ahead.submit(load_images, *chunk)
-            yield current
-        yield upcoming.result()
+            yield previous[1], current
+        yield chunks[-1][1], upcoming.result()
 
 
 def content_hash(image: Image.Image) -> str:

@@ -172,14 +172,15 @@ def test_chunks_keep_order_and_errors_and_the_next_one_decodes_while_this_one_is
     pictures[3] = b"not a picture"
     names = [f"p{i}" for i in range(5)]
     chunks = images.load_chunks(pictures, names, 2)
-    first = next(chunks)
+    first_names, first = next(chunks)
     assert started.setdefault("p2", threading.Event()).wait(10)  # decoding ahead, before the caller asks for it
-    rest = list(chunks)
+    rest_names, rest = zip(*chunks)
+    assert [list(first_names), *map(list, rest_names)] == [["p0", "p1"], ["p2", "p3"], ["p4"]]
     assert [len(first), *map(len, rest)] == [2, 2, 1]
     loaded = first + [item for chunk in rest for item in chunk]
     assert [image.getpixel((0, 0))[0] for i, image in enumerate(loaded) if i != 3] == [0, 50, 100, 200]
     assert isinstance(loaded[3], ImageError) and "p3" in str(loaded[3])
     assert all(thread is not threading.main_thread() for thread in threads)
     threads.clear()
-    assert len(next(images.load_chunks(pictures[:1], names[:1], 2))) == 1
+    assert len(next(images.load_chunks(pictures[:1], names[:1], 2))[1]) == 1
     assert threads == [threading.main_thread()]  # one chunk (the app's single photo): no thread, as before
