@@ -1,7 +1,6 @@
 """Choose a frozen-backbone recipe's options by leave-one-out on the training and validation splits (never the test
 split), from cached features: which blocks and tokens feed the head, its regularization, mirror-image averaging,
-the training views (a perturbed view: which perturbations, what weight), and (one feature cache per setting) face
-crop or whole image.
+the training views, and (one feature cache per setting) face crop or whole image.
 
     python -m bench.frozen_head_choices --config training/configs/clip-vitb16-probe.json
     python -m bench.frozen_head_choices --config ... --face-margin whole --candidates blocks=6,8,10,12/tokens=cls+patch
@@ -45,24 +44,21 @@ DEFAULT_CANDIDATES = [
 
 
 def parse_candidate(text: str, base: TrainConfig) -> TrainConfig:
-    """`blocks=6,8/tokens=cls/c=0.05/flip=0/views=neutral+perturbed/perturb=blur+crop/pw=0.5/holdout=sdxl+pggan_reimpl`
-    -> the recipe with those settings (`perturb`, `pw`: the perturbed view's perturbations and weight; `holdout=none`:
-    no generator held out of training)."""
+    """`blocks=6,8/tokens=cls/c=0.05/flip=0/views=raw+neutral/holdout=sdxl+pggan_reimpl` -> the recipe with those
+    settings (`holdout=none`: no generator held out of training)."""
     values = dict(item.split("=", 1) for item in text.split("/"))
     holdout = values.get("holdout")
     changes = {"feature_blocks": [int(b) for b in values["blocks"].split(",")] if "blocks" in values else None,
                "feature_tokens": values.get("tokens"), "probe_c": float(values["c"]) if "c" in values else None,
                "test_time_flip": values["flip"] == "1" if "flip" in values else None,
                "train_views": values["views"].split("+") if "views" in values else None,
-               "train_perturbations": values["perturb"].split("+") if "perturb" in values else None,
-               "perturbed_weight": float(values["pw"]) if "pw" in values else None,
                "holdout": None if holdout is None else [] if holdout == "none" else
                [f"generator={g}" for g in holdout.split("+")]}
     return replace(base, **{key: value for key, value in changes.items() if value is not None})
 
 
 class Rows:
-    """Every train and validation image as `Examples`, per view and perturbation, each read once when first asked."""
+    """Every train and validation image as `Examples`, per view or perturbation, each read once when first asked."""
 
     def __init__(self, config: TrainConfig) -> None:
         splits = build_splits(replace(config, holdout=[], exclude=[]))
@@ -70,11 +66,11 @@ class Rows:
         self.data = {name: splits[name] for name in ("train", "validation")}
         self.read: dict[tuple, Examples] = {}
 
-    def examples(self, split: str, view: str, perturbations: Sequence[str] = ()) -> Examples:
-        """A split in a training view (`perturbations`: those the perturbed view keeps)."""
-        key = (split, view, tuple(sorted(perturbations)) if view == "perturbed" else ())
+    def examples(self, split: str, view: str) -> Examples:
+        """A split in a training view (`TRAINING_VIEWS`)."""
+        key = (split, view)
         if key not in self.read:
-            self.read[key] = examples(self.cache, self.data[split], [view], perturbations)
+            self.read[key] = examples(self.cache, self.data[split], [view])
         return self.read[key]
 
     def perturbed(self, split: str, name: str, severity: str) -> Examples:
@@ -82,10 +78,10 @@ class Rows:
         key = (split, name, severity)
         if key not in self.read:
             rows = self.data[split]
-            tokens, kept = region_tokens(self.cache, rows, lambda image: PERTURBATIONS[name][severity](
+            tokens = region_tokens(self.cache, rows, lambda image: PERTURBATIONS[name][severity](
                 neutral_reencode(image)), f"{name}:{severity}")
             self.read[key] = Examples(tokens, np.asarray(rows["label"]), np.asarray(rows["generator"]),
-                                      np.full(len(kept), f"{name}:{severity}"), kept)
+                                      np.full(len(rows), f"{name}:{severity}"), np.arange(len(rows)))
         return self.read[key]
 
     def mask(self, split: str, rules: list[str]) -> np.ndarray:
@@ -100,7 +96,7 @@ def evaluate_candidate(rows: Rows, config: TrainConfig, left_out: str,
     rules = [] if left_out == "none" else exclusion_rules(left_out)
     out_train, out_validation = rows.mask("train", rules), rows.mask("validation", rules)
     keep = ~out_train & ~rows.mask("train", config.holdout)
-    train = Examples.concatenate([rows.examples("train", view, config.train_perturbations).subset(keep)
+    train = Examples.concatenate([rows.examples("train", view).subset(keep)
                                   for view in config.train_views])
     validation = rows.examples("validation", "neutral")
     spec = FrozenBackbone("unused", tuple(config.feature_blocks), config.feature_tokens)

@@ -193,16 +193,11 @@ VIEW_WORDS = {"raw": "the stored files", "neutral": "their neutral re-encoding (
 
 
 def _views(training_data: dict[str, Any]) -> str:
-    """How a frozen head's training images were shown: its views, and the perturbed view's perturbations and weight."""
+    """How a frozen head's training images were shown: its views."""
     views = training_data.get("views")
     if not views:
         return ""
-    words = [VIEW_WORDS[view] for view in views if view in VIEW_WORDS]
-    if "perturbed" in views:
-        words.append(f"the re-encoded images that drew {' or '.join(training_data['perturbations'])} among the "
-                     f"challenge's perturbations, so perturbed, at {training_data['perturbed_weight']:g} of an "
-                     "image's weight")
-    return ", on " + "; ".join(words)
+    return ", on " + "; ".join(VIEW_WORDS.get(view, f"their {view} view") for view in views)
 
 
 def _initialisation(training_data: dict[str, Any], frozen: bool) -> str:

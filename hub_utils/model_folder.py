@@ -17,8 +17,8 @@ from .faces import FaceSettings
 from .feature_model import FrozenBackbone, FrozenFeatureClassifier, create_frozen_backbone
 
 PREPROCESSING_MODES = ("resize", "crop", "tile")
-RETIRED_AT = "d2a40e0"  # the last commit with the experiment options retired on 2026-12-05 (docs/experiments.md)
-RETIRED_DEEPFAKE_OPTIONS = {"npr": False, "full_resolution_stem": False, "kept_blocks": 0}  # at their old defaults
+# retired options (docs/experiments.md, "Retired options"): the last commit that has them -> their old defaults
+RETIRED_DEEPFAKE_OPTIONS = {"d2a40e0": {"npr": False, "full_resolution_stem": False, "kept_blocks": 0}}
 
 
 class ModelFolderError(ValueError):
@@ -72,14 +72,17 @@ class DeepfakeConfig:
         return config
 
 
-def without_retired(data: dict[str, Any], old_defaults: dict[str, Any], kind: str) -> dict[str, Any]:
-    """`data` without the retired options that files written before `RETIRED_AT` still carry at their old defaults
-    (`old_defaults`); a ValueError names one that is set and the commit to check out to use it."""
-    for name, default in old_defaults.items():
-        if name in data and data[name] != default:
-            raise ValueError(f"{kind} {name!r} is {json.dumps(data[name])}, but this option was retired (see 'Retired "
-                             f"options' in docs/experiments.md); check out commit {RETIRED_AT} to use it.")
-    return {key: value for key, value in data.items() if key not in old_defaults}
+def without_retired(data: dict[str, Any], retired: dict[str, dict[str, Any]], kind: str) -> dict[str, Any]:
+    """`data` without the retired options that files written before their retirement still carry at their old
+    defaults (`retired`: the last commit that has them -> their defaults); a ValueError names one that is set and the
+    commit to check out to use it."""
+    for commit, old_defaults in retired.items():
+        for name, default in old_defaults.items():
+            if name in data and data[name] != default:
+                raise ValueError(f"{kind} {name!r} is {json.dumps(data[name])}, but this option was retired (see "
+                                 f"'Retired options' in docs/experiments.md); check out commit {commit} to use it.")
+    names = {name for old_defaults in retired.values() for name in old_defaults}
+    return {key: value for key, value in data.items() if key not in names}
 
 
 def read_config(folder: Path) -> tuple[dict[str, Any], DeepfakeConfig]:

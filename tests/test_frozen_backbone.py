@@ -37,8 +37,7 @@ from hub_utils.faces import FaceSettings
 from hub_utils.feature_model import FrozenBackbone, FrozenFeatureClassifier, block_tokens
 from tests.conftest import REPO_ROOT
 from training.features import FeatureCache, frozen_detector
-from training.frozen_head import Examples, LinearHead, sample_weights, training_view
-from training.perturb import CHALLENGE_LADDER, PERTURBATIONS, drawn_perturbation, neutral_reencode
+from training.frozen_head import Examples, LinearHead, sample_weights
 
 TINY_VIT = "vit_tiny_patch16_224"
 
@@ -268,8 +267,7 @@ def test_training_fits_a_head_from_cached_features(tiny_weights: Path, tmp_path:
     data = write_generated_tree(tmp_path / "data", per_class=30)
     config = {"backbone": TINY_VIT, "pretrained": str(tiny_weights), "data": [str(data)],
               "output": str(tmp_path / "run"), "feature_blocks": [6, 12], "feature_tokens": "cls+patch",
-              "train_views": ["raw", "neutral", "perturbed"], "train_perturbations": ["blur", "crop"],
-              "perturbed_weight": 0.5, "test_time_flip": True, "face_cache": str(tmp_path / "faces"),
+              "train_views": ["raw", "neutral"], "test_time_flip": True, "face_cache": str(tmp_path / "faces"),
               "feature_cache": str(tmp_path / "features"), "holdout": []}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
@@ -283,9 +281,10 @@ def test_training_fits_a_head_from_cached_features(tiny_weights: Path, tmp_path:
     assert deepfake["metrics"]["validation_neutral"]["roc_auc"] > 0.9  # upsampling traces are easy, even at random
     card = (folder / "README.md").read_text()
     assert "frozen" in card and "backbone.safetensors" in card
-    assert "drew blur or crop among the challenge's perturbations, so perturbed, at 0.5 of an image's weight" in card
+    assert "on the stored files; their neutral re-encoding (RGB, 256 px, JPEG 90)" in card
     log = json.loads((folder / "training_log.jsonl").read_text())
-    assert 2 * 42 < log["train_samples"] < 3 * 42  # raw, neutral, and the blur and crop draws of the 42 training images
+    train_images = sum(deepfake["training_data"]["splits"]["train"].values())
+    assert log["train_samples"] == 2 * train_images  # each training image as stored and re-encoded
     cached = len(list((tmp_path / "features").rglob("*.npy")))
     again = subprocess.run([*command, "--output", str(tmp_path / "again"), "--probe-c", "1.0"], cwd=REPO_ROOT,
                            capture_output=True, text=True, timeout=600, env={**os.environ, ENV_SOURCE: ""})
@@ -360,43 +359,27 @@ def test_grad_cam_shows_where_a_frozen_backbone_model_looked(tiny_weights: Path,
                    and p is not loaded.model.head.bias)  # the shared model stays frozen
 
 
-def test_perturbed_view_keeps_its_drawn_perturbations_at_their_weight() -> None:
-    """Each image draws one perturbation by its content, the same every time; the view keeps the draws it names,
-    and in training each perturbed copy weighs `perturbed_weight` of an image of the neutral view."""
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)) for _ in range(120)]
-    view = training_view("perturbed", ["blur", "crop"])
-    draws = [drawn_perturbation(neutral_reencode(image)) for image in images]
-    assert len(set(draws)) > len(CHALLENGE_LADDER) // 2  # the draws spread over the ladder
-    kept = []
-    for image, (name, severity) in zip(images, draws):
-        perturbed = view(image)
-        if name not in ("blur", "crop"):
-            assert perturbed is None
-            continue
-        expected = PERTURBATIONS[name][severity](neutral_reencode(image))
-        assert perturbed.size == expected.size and perturbed.tobytes() == expected.tobytes()
-        assert view(image).tobytes() == perturbed.tobytes()
-        kept.append(len(kept))
-    assert 0 < len(kept) < len(images)
-    n = len(images)
-    labels = np.arange(n) % 2
-    every = Examples([np.zeros(1)] * n, labels, np.array(["g"] * n), np.full(n, "neutral"), np.arange(n))
-    some = Examples([np.zeros(1)] * len(kept), labels[kept], np.array(["g"] * len(kept)),
-                    np.full(len(kept), "perturbed"), np.array(kept))
-    weights = sample_weights(Examples.concatenate([every, some]), perturbed_weight=0.5)
+def test_sample_weights_balance_labels_within_each_view_and_views_by_their_size() -> None:
+    """Within a view each label weighs half of it, a generator's share grows with the square root of its count, and a
+    view weighs as many images as it holds."""
+    def view(name: str, labels: list[int], generators: list[str]) -> Examples:
+        n = len(labels)
+        return Examples([np.zeros(1)] * n, np.array(labels), np.array(generators), np.full(n, name), np.arange(n))
+
+    raw = view("raw", [0, 1, 1, 1, 1, 1], ["r", "a", "a", "a", "a", "b"])
+    neutral = view("neutral", [0, 0, 1], ["r", "r", "a"])
+    weights = sample_weights(Examples.concatenate([raw, neutral]))
     assert weights.mean() == pytest.approx(1.0)
-    assert weights[n:].sum() == pytest.approx(0.5 * len(kept) / n * weights[:n].sum())
-    for part in (weights[:n], weights[n:]):
-        part_labels = labels if len(part) == n else labels[kept]
-        assert part[part_labels == 0].sum() == pytest.approx(part[part_labels == 1].sum())
+    on_raw, on_neutral = weights[:6], weights[6:]
+    assert on_raw.sum() / on_neutral.sum() == pytest.approx(6 / 3)
+    assert on_raw[0] == pytest.approx(on_raw[1:].sum()) and on_neutral[:2].sum() == pytest.approx(on_neutral[2])
+    assert on_raw[1:5].sum() / on_raw[5] == pytest.approx(4 ** 0.5)  # 4 images of a against 1 of b: twice the share
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("train_views", ["neutral", "blurred"], "train_views must name"),
-    ("train_perturbations", ["blur", "fog"], "train_perturbations must name"),
-    ("train_perturbations", [], "train_perturbations must name"),
-    ("perturbed_weight", 0.0, "perturbed_weight must be positive")])
+    ("train_views", [], "train_views must name"),
+    ("train_views", ["neutral", "perturbed"], "'perturbed' training view was retired.*check out commit 8d270b4")])
 def test_training_views_are_checked(option: str, value: object, message: str) -> None:
     from training.config import TrainConfig
 

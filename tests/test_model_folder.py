@@ -12,7 +12,7 @@ from PIL import Image
 
 from hub_utils import ModelFolderError, load_detector
 from hub_utils.constants import LABEL_NAMES
-from hub_utils.model_folder import RETIRED_AT, RETIRED_DEEPFAKE_OPTIONS, load_model, read_config
+from hub_utils.model_folder import RETIRED_DEEPFAKE_OPTIONS, load_model, read_config
 from tests.conftest import make_model_folder
 
 
@@ -105,15 +105,16 @@ def test_round_trip_keeps_weights(model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_a_folder_from_before_the_retired_options_loads_and_one_that_set_them_is_refused(tmp_path: Path) -> None:
-    """Folders written before commit RETIRED_AT carry the retired options: ignored at their old defaults; a folder
+    """Folders written before an option's retirement carry it: ignored at its old default; a folder
     that set one is refused by name, with the commit to check out to use it."""
     folder = make_model_folder(tmp_path / "old")
     config_path = folder / "config.json"
     config, current = json.loads(config_path.read_text()), read_config(folder)[1]
-    config["deepfake"].update(RETIRED_DEEPFAKE_OPTIONS)  # false / 0, as older folders hold them
+    (commit, retired), = RETIRED_DEEPFAKE_OPTIONS.items()
+    config["deepfake"].update(retired)  # false / 0, as older folders hold them
     config_path.write_text(json.dumps(config))
     assert load_detector(folder).deepfake == current
     for name, value in (("npr", True), ("full_resolution_stem", True), ("kept_blocks", 3)):
         config_path.write_text(json.dumps({**config, "deepfake": {**config["deepfake"], name: value}}))
-        with pytest.raises(ModelFolderError, match=f"'{name}' is {json.dumps(value)}.*check out commit {RETIRED_AT}"):
+        with pytest.raises(ModelFolderError, match=f"'{name}' is {json.dumps(value)}.*check out commit {commit}"):
             load_detector(folder)

@@ -20,7 +20,6 @@ from safetensors.torch import load_file
 
 from hub_utils import load_detector
 from hub_utils.card import write_model_card
-from hub_utils.model_folder import RETIRED_AT
 from tests.conftest import REPO_ROOT, make_model_folder
 from training.config import RETIRED_OPTIONS, TrainConfig
 from training.pipeline import build_splits, data_summary
@@ -246,8 +245,12 @@ def test_train_configs_from_before_the_retired_options_load_unless_they_set_one(
     refused with the commit that still has it."""
     for path in sorted((REPO_ROOT / "models").glob("*/train_config.json")):
         TrainConfig.from_file(path)
-    old = {**TrainConfig(data=["d"], output="o").to_dict(), **RETIRED_OPTIONS}
+    old = TrainConfig(data=["d"], output="o").to_dict()
+    for defaults in RETIRED_OPTIONS.values():
+        old.update(defaults)
     assert TrainConfig.from_dict(old) == TrainConfig(data=["d"], output="o")
-    for name, value in (("sam_rho", 0.05), ("linear_probe", True), ("kept_blocks", 3)):
-        with pytest.raises(ValueError, match=f"'{name}' is .*check out commit {RETIRED_AT}"):
+    for commit, name, value in (("d2a40e0", "sam_rho", 0.05), ("d2a40e0", "linear_probe", True),
+                                ("d2a40e0", "kept_blocks", 3), ("8d270b4", "perturbed_weight", 0.25),
+                                ("8d270b4", "train_perturbations", ["blur", "crop"])):
+        with pytest.raises(ValueError, match=f"'{name}' is .*check out commit {commit}"):
             TrainConfig.from_dict({**old, name: value})

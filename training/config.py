@@ -10,11 +10,13 @@ from hub_utils.model_folder import without_retired
 from training.augment import AugmentConfig
 from training.perturb import PERTURBATIONS
 
-TRAIN_VIEWS = ("raw", "neutral", "perturbed")
+TRAIN_VIEWS = ("raw", "neutral")
+PERTURBED_VIEW_AT = "8d270b4"  # the last commit with the retired `perturbed` training view
 
-RETIRED_OPTIONS = {  # at their old defaults, as the train_config.json files written before they were retired hold them
-    "npr": False, "fakes_from_reals": 0.0, "frozen_blocks": 0, "full_resolution_stem": False, "kept_blocks": 0,
-    "linear_probe": False, "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "sam_rho": 0.0}
+RETIRED_OPTIONS = {  # the last commit that has them -> their old defaults, as older train_config.json files hold them
+    "d2a40e0": {"npr": False, "fakes_from_reals": 0.0, "frozen_blocks": 0, "full_resolution_stem": False,
+                "kept_blocks": 0, "linear_probe": False, "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "sam_rho": 0.0},
+    PERTURBED_VIEW_AT: {"train_perturbations": list(PERTURBATIONS), "perturbed_weight": 1.0}}
 
 
 @dataclass
@@ -50,10 +52,6 @@ class TrainConfig:
     feature_tokens: str = "cls+patch"  # with feature_blocks: each block's class token, and its mean patch token
     probe_c: float = 0.05  # with feature_blocks: inverse L2 strength of the logistic-regression head
     train_views: list[str] = field(default_factory=lambda: ["neutral"])  # with feature_blocks: views per image
-    # with the perturbed view: the perturbations whose draws it keeps (training.frozen_head.training_view), and the
-    # weight of a perturbed copy against its image's neutral view (training.frozen_head.sample_weights)
-    train_perturbations: list[str] = field(default_factory=lambda: list(PERTURBATIONS))
-    perturbed_weight: float = 1.0
     face_crop: bool = True  # score face crops (False: whole images)
     feature_cache: str = ".cache/features"  # with feature_blocks: cached block tokens (training.features)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -61,16 +59,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.neutral_p <= 1.0:
             raise ValueError(f"neutral_p is a probability and must lie in [0, 1], got {self.neutral_p!r}.")
-        unknown_views = sorted(set(self.train_views) - set(TRAIN_VIEWS))
-        if unknown_views or not self.train_views:
+        if "perturbed" in self.train_views:
+            raise ValueError("the 'perturbed' training view was retired (see 'Retired options' in "
+                             f"docs/experiments.md); check out commit {PERTURBED_VIEW_AT} to use it.")
+        if set(self.train_views) - set(TRAIN_VIEWS) or not self.train_views:
             raise ValueError(f"train_views must name one or more of {', '.join(TRAIN_VIEWS)}; "
                              f"got {self.train_views!r}.")
-        unknown_perturbations = sorted(set(self.train_perturbations) - set(PERTURBATIONS))
-        if unknown_perturbations or not self.train_perturbations:
-            raise ValueError(f"train_perturbations must name one or more of {', '.join(PERTURBATIONS)}; "
-                             f"got {self.train_perturbations!r}.")
-        if self.perturbed_weight <= 0:
-            raise ValueError(f"perturbed_weight must be positive, got {self.perturbed_weight!r}.")
         if self.probe_c <= 0:
             raise ValueError(f"probe_c is an inverse regularization strength and must be positive, "
                              f"got {self.probe_c!r}.")

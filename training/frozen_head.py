@@ -4,7 +4,7 @@ features are cached (`training.features`), seconds for every rerun.
     python -m training.train --config training/configs/clip-vitb16-probe.json
 
 The head is a logistic regression on standardized features (scikit-learn), fitted on each training image's largest
-region in the views the config names (as stored, neutrally re-encoded, perturbed: `training_view`); the
+region in the views the config names (as stored or neutrally re-encoded: `TRAINING_VIEWS`); the
 standardization is folded into its weights. Temperature and threshold are then fitted on the neutrally re-encoded
 validation split, scored exactly as `Detector.predict` scores (every region, the most fake one counts), and the
 temperature is folded in too.
@@ -40,7 +40,7 @@ from training.config import TrainConfig
 from training.data import DataError
 from training.dataset import balanced_weights, image_of
 from training.features import FeatureCache, frozen_detector, head_inputs
-from training.perturb import PERTURBATIONS, drawn_perturbation, neutral_reencode
+from training.perturb import neutral_reencode
 
 CHUNK = 256  # images decoded at a time
 LOG_NAME = "training_log.jsonl"
@@ -77,39 +77,18 @@ def get_pretrained_cfg_dict(name: str) -> dict:
     return {key: value for key, value in cfg.to_dict().items() if key not in ("url", "hf_hub_id", "file")}
 
 
-View = Callable[[Image.Image], Image.Image | None]
+View = Callable[[Image.Image], Image.Image]
+
+TRAINING_VIEWS: dict[str, View] = {"raw": lambda image: image, "neutral": neutral_reencode}  # as stored, re-encoded
 
 
-def training_view(view: str, perturbations: Sequence[str]) -> View:
-    """An image's view for training, None where the view leaves the image out: as stored (`raw`), neutrally
-    re-encoded (`neutral`), or re-encoded and given the challenge perturbation it draws by its content
-    (`perturbed`, kept where that perturbation is one of `perturbations`)."""
-    if view == "raw":
-        return lambda image: image
-    if view == "neutral":
-        return neutral_reencode
-
-    def perturbed(image: Image.Image) -> Image.Image | None:
-        neutral = neutral_reencode(image)
-        name, severity = drawn_perturbation(neutral)
-        return PERTURBATIONS[name][severity](neutral) if name in perturbations else None
-
-    return perturbed
-
-
-def region_tokens(cache: FeatureCache, rows: datasets.Dataset, view: View, desc: str) -> tuple[list[np.ndarray],
-                                                                                              np.ndarray]:
-    """Cached tokens of every region of each row's image in `view`, decoding `CHUNK` images at a time, and the
-    indices of the rows that the view keeps."""
+def region_tokens(cache: FeatureCache, rows: datasets.Dataset, view: View, desc: str) -> list[np.ndarray]:
+    """Cached tokens of every region of each row's image in `view`, decoding `CHUNK` images at a time."""
     tokens: list[np.ndarray] = []
-    kept: list[int] = []
     for start in range(0, len(rows), CHUNK):
         part = rows.select(range(start, min(len(rows), start + CHUNK)))
-        views = [(start + i, view(image_of(row))) for i, row in enumerate(part)]
-        views = [(index, image) for index, image in views if image is not None]
-        tokens += cache.tokens([image for _, image in views], desc=f"{desc} {start}/{len(rows)}")
-        kept += [index for index, _ in views]
-    return tokens, np.array(kept, dtype=int)
+        tokens += cache.tokens([view(image_of(row)) for row in part], desc=f"{desc} {start}/{len(rows)}")
+    return tokens
 
 
 @dataclass
@@ -166,15 +145,12 @@ class Examples:
                                                                   for k in ("labels", "generators", "views", "rows")))
 
 
-def examples(cache: FeatureCache, split: datasets.Dataset, views: Sequence[str],
-             perturbations: Sequence[str] = tuple(PERTURBATIONS)) -> Examples:
-    """The images of `split` in each of `views` (`training_view`), views one after the other."""
+def examples(cache: FeatureCache, split: datasets.Dataset, views: Sequence[str]) -> Examples:
+    """The images of `split` in each of `views` (`TRAINING_VIEWS`), views one after the other."""
     labels, generators = (np.asarray(list(split[column])) for column in ("label", "generator"))
-    parts = []
-    for view in views:
-        tokens, rows = region_tokens(cache, split, training_view(view, perturbations), view)
-        parts.append(Examples(tokens, labels[rows], generators[rows], np.full(len(rows), view), rows))
-    return Examples.concatenate(parts)
+    rows = np.arange(len(split))
+    return Examples.concatenate([Examples(region_tokens(cache, split, TRAINING_VIEWS[view], view), labels, generators,
+                                          np.full(len(split), view), rows) for view in views])
 
 
 def largest_region_features(spec: FrozenBackbone, examples: Examples, mirrored: bool) -> np.ndarray:
@@ -182,15 +158,13 @@ def largest_region_features(spec: FrozenBackbone, examples: Examples, mirrored: 
     return np.stack([head_inputs(t[:1], spec, mirrored)[0] for t in examples.tokens])
 
 
-def sample_weights(examples: Examples, perturbed_weight: float) -> np.ndarray:
-    """Within each view, each label half of the view's mass and each generator within a label a share growing with
-    the square root of its count; a view's mass is its number of examples, times `perturbed_weight` for the perturbed
-    view (a perturbed copy counts that much of its image). Scaled to a mean of 1."""
+def sample_weights(examples: Examples) -> np.ndarray:
+    """Within each view, each label half of the view's mass (its number of examples) and each generator within a
+    label a share growing with the square root of its count. Scaled to a mean of 1."""
     weights = np.zeros(len(examples.labels))
     for view in np.unique(examples.views):
         here = examples.views == view
-        mass = here.sum() * (perturbed_weight if view == "perturbed" else 1.0)
-        weights[here] = balanced_weights(examples.labels[here], list(examples.generators[here])) * mass
+        weights[here] = balanced_weights(examples.labels[here], list(examples.generators[here])) * here.sum()
     return weights * len(weights) / weights.sum()
 
 
@@ -209,7 +183,7 @@ def fit_features(spec: FrozenBackbone, features: np.ndarray, labels: np.ndarray,
 def fit_head(spec: FrozenBackbone, train: Examples, config: TrainConfig) -> tuple[LinearHead, float]:
     """`fit_features` on each training image's largest region, weighted by `sample_weights`."""
     features = largest_region_features(spec, train, config.test_time_flip)
-    return fit_features(spec, features, train.labels, sample_weights(train, config.perturbed_weight), config.probe_c)
+    return fit_features(spec, features, train.labels, sample_weights(train), config.probe_c)
 
 
 def fit_and_calibrate(spec: FrozenBackbone, train: Examples, validation: Examples,
@@ -226,17 +200,15 @@ def train_frozen_head(config: TrainConfig, splits: datasets.DatasetDict, data_su
     detector = build_detector(config)
     model: FrozenFeatureClassifier = detector.model
     cache = FeatureCache(detector, config.feature_cache)
-    train = examples(cache, splits["train"], config.train_views, config.train_perturbations)
+    train = examples(cache, splits["train"], config.train_views)
     validation = examples(cache, splits["validation"], ["neutral"])
     head, fitted, train_accuracy = fit_and_calibrate(model.spec, train, validation, config)
     head.put_into(model)
     deepfake = DeepfakeConfig(preprocessing="resize", face_crop=detector.deepfake.face_crop,
                               test_time_flip=config.test_time_flip, backbone=model.spec, **fitted)
-    perturbed = ({"perturbations": config.train_perturbations, "perturbed_weight": config.perturbed_weight}
-                 if "perturbed" in config.train_views else {})
     deepfake.training_data = {**data_summary, "backbone": config.backbone, "pretrained": config.pretrained,
                               "image_size": int(model.pretrained_cfg["input_size"][-1]),
-                              "views": config.train_views, **perturbed}
+                              "views": config.train_views}
     output = Path(config.output)
     save_model_folder(model, output, deepfake)
     (output / TRAIN_CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")

@@ -16,8 +16,6 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from hub_utils.images import content_hash
-
 Perturbation = Callable[[Image.Image], Image.Image]
 SEVERITIES = ("mild", "medium", "strong")
 NEUTRAL_SIZE = 256
@@ -90,16 +88,6 @@ PERTURBATIONS: dict[str, dict[str, Perturbation]] = {
     "crop": _ladder(centre_crop_area, "area", 0.9, 0.75, 0.5),
     "jpeg": _ladder(jpeg, "quality", 90, 70, 50),
 }
-
-
-CHALLENGE_LADDER: list[tuple[str, str]] = [(name, severity) for name, ladder in PERTURBATIONS.items()
-                                           for severity in ladder]
-
-
-def drawn_perturbation(image: Image.Image) -> tuple[str, str]:
-    """The (name, severity) of `CHALLENGE_LADDER` that an image draws by its content: always the same for the same
-    pixels, so a perturbed training view is reproducible and its cached features stay valid."""
-    return CHALLENGE_LADDER[int(content_hash(image)[:8], 16) % len(CHALLENGE_LADDER)]
 
 
 def apply_perturbation(image: Image.Image, name: str, severity: str) -> Image.Image:

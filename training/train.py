@@ -20,7 +20,6 @@ from hub_utils.model_folder import ModelFolderError
 from training.augment import MODES
 from training.backbone import PretrainedError
 from training.config import TRAIN_VIEWS, TrainConfig
-from training.perturb import PERTURBATIONS
 from training.pipeline import run
 
 
@@ -69,14 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--probe-c", type=float, dest="probe_c", help="with --feature-blocks: inverse L2 strength")
     parser.add_argument("--train-views", nargs="+", choices=TRAIN_VIEWS, dest="train_views",
                         help="with --feature-blocks: the views of each training image (as stored, neutrally "
-                             "re-encoded, and re-encoded then perturbed: each image draws one of the challenge's "
-                             "perturbations and severities by its content, and the draws of --train-perturbations "
-                             "are kept)")
-    parser.add_argument("--train-perturbations", nargs="+", choices=tuple(PERTURBATIONS), dest="train_perturbations",
-                        help="with --train-views perturbed: the perturbations it keeps (default: all)")
-    parser.add_argument("--perturbed-weight", type=float, dest="perturbed_weight",
-                        help="with --train-views perturbed: the training weight of a perturbed copy against its "
-                             "image's other views (default 1)")
+                             "re-encoded; default: neutral)")
     parser.add_argument("--no-face-crop", action="store_false", default=None, dest="face_crop",
                         help="score whole images instead of face crops")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
@@ -89,7 +81,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed",
                  "split_seed", "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude",
                  "holdout", "patience", "keep_checkpoint", "test_time_flip", "feature_blocks", "feature_tokens",
-                 "probe_c", "train_views", "train_perturbations", "perturbed_weight", "face_crop"):
+                 "probe_c", "train_views", "face_crop"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig.from_dict(values)
