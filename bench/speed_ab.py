@@ -30,7 +30,7 @@ def face_files(faces: Path) -> list[str]:
     return [str(p) for p in files[:: max(1, len(files) // IMAGES)][:IMAGES]]
 
 
-def measure(checkout: Path, paths: list[str]) -> dict[str, dict[str, float]]:
+def measure(checkout: Path, paths: list[str], models: list[str]) -> dict[str, dict[str, float]]:
     """This process's figures for `checkout` (its code first on sys.path): {model: {batch1_ms, batch32_img_s}}."""
     sys.path.insert(0, str(checkout))
     import torch
@@ -39,7 +39,8 @@ def measure(checkout: Path, paths: list[str]) -> dict[str, dict[str, float]]:
 
     torch.set_num_threads(2)
     figures = {}
-    for model, repetitions in MODELS.items():
+    for model in models:
+        repetitions = MODELS[model]
         detector = load_detector(checkout / "models" / model)
         detector.predict(paths, batch_size=32)  # warm-up; caches the faces
         single = []
@@ -63,11 +64,11 @@ def label(checkout: Path) -> str:
     return f"{commit.stdout.strip() or '?'} ({checkout.name})"
 
 
-def table(checkouts: list[Path], rounds: list[dict[str, dict]]) -> str:
+def table(checkouts: list[Path], models: list[str], rounds: list[dict[str, dict]]) -> str:
     """Per model and checkout: the median over rounds of each figure, then every round's figure."""
     lines = ["| model | checkout | batch 1, ms per image (median; rounds) | batch 32, images/s (median; rounds) |",
              "|---|---|---|---|"]
-    for model in MODELS:
+    for model in models:
         for checkout in checkouts:
             cells = []
             for key in ("batch1_ms", "batch32_img_s"):
@@ -84,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the two checkouts (default 3)")
     parser.add_argument("--faces", type=Path, default=FACES,
                         help="folder of .jpg face files (default ../shared/data/faces/zoya2244_140k_subset)")
+    parser.add_argument("--models", nargs="+", choices=tuple(MODELS), default=list(MODELS),
+                        help="the default model folders to time (default: both)")
     parser.add_argument("--output", type=Path, help="also write the table here")
     parser.add_argument("--measure", type=Path, metavar="CHECKOUT",
                         help="measure one checkout in this process on the files named on stdin (a JSON list) and "
                              "print its figures as JSON: what each round runs in a fresh process")
     args = parser.parse_args(argv)
     if args.measure:
-        print(json.dumps(measure(args.measure.resolve(), json.loads(sys.stdin.read()))))
+        print(json.dumps(measure(args.measure.resolve(), json.loads(sys.stdin.read()), args.models)))
         return 0
     if args.before is None or args.after is None:
         parser.error("give two checkouts: BEFORE AFTER")
@@ -107,11 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     rounds = []
     for _ in range(args.rounds):
         rounds.append({str(checkout): json.loads(subprocess.run(
-            [sys.executable, __file__, "--measure", str(checkout)], input=json.dumps(paths),
+            [sys.executable, __file__, "--measure", str(checkout), "--models", *args.models], input=json.dumps(paths),
             cwd=checkout, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
             for checkout in checkouts})
     lines = [f"bench/speed_ab.py, {time.strftime('%Y-%m-%d %H:%M')}: {args.rounds} rounds, "
-             f"{len(paths)} images of {args.faces.name}, faces cached, 2 threads", table(checkouts, rounds)]
+             f"{len(paths)} images of {args.faces.name}, faces cached, 2 threads",
+             table(checkouts, args.models, rounds)]
     text = "\n\n".join(lines)
     print(text)
     if args.output:

@@ -4,6 +4,7 @@ The app, the CLI, the evaluation and the benchmarks all score through `Detector.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -118,6 +119,12 @@ class Detector:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def decodes_ahead(self) -> bool:
+        """Whether decoding the next chunk may overlap scoring this one: on an accelerator, or where the CPU has more
+        cores than torch's threads use (on a CPU that torch fills, the decoding thread only competes with them)."""
+        return self.device.type != "cpu" or (os.cpu_count() or 1) > torch.get_num_threads()
+
     def autocast(self) -> AbstractContextManager:
         """Where the model's forward runs in `precision`: bf16 autocast on CUDA, else unchanged (fp32)."""
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
@@ -161,10 +168,10 @@ class Detector:
     def predict(self, images: Sequence[ImageInput], names: Sequence[str] | None = None, *, batch_size: int = 32,
                 face_crop: bool | None = None) -> list[ImageScore]:
         """Score images (paths, bytes, arrays or PIL images); a bad image gets an `error`, never an exception. Chunks
-        of `batch_size` images are decoded in parallel, the next one while this one is scored."""
+        of `batch_size` images are decoded in parallel, the next one while this one is scored (`decodes_ahead`)."""
         names = list(names) if names is not None else [name_of(image, i) for i, image in enumerate(images)]
         results: list[ImageScore] = []
-        for chunk_names, loaded in load_chunks(images, names, batch_size):
+        for chunk_names, loaded in load_chunks(images, names, batch_size, ahead=self.decodes_ahead):
             results.extend(self.score_loaded(loaded, chunk_names, batch_size=batch_size, face_crop=face_crop))
         return results
 

@@ -52,9 +52,11 @@ class Ensemble:
 
     def predict_chunks(self, images: Sequence[ImageInput], names: Sequence[str] | None = None, *,
                        batch_size: int = 32, face_crop: bool | None = None) -> Iterator[list[EnsembleResult]]:
-        """`predict`, one chunk of `batch_size` images at a time; the next chunk decodes while this one is scored."""
+        """`predict`, one chunk of `batch_size` images at a time; the next chunk decodes while this one is scored
+        where the members allow it (`Detector.decodes_ahead`)."""
         names = list(names) if names is not None else [name_of(image, i) for i, image in enumerate(images)]
-        for chunk_names, loaded in load_chunks(images, names, batch_size):
+        ahead = all(detector.decodes_ahead for detector in self.detectors)
+        for chunk_names, loaded in load_chunks(images, names, batch_size, ahead=ahead):
             per_model = {d.name: d.score_loaded(loaded, chunk_names, batch_size=batch_size, face_crop=face_crop)
                          for d in self.detectors}
             members = [{model: scores[i] for model, scores in per_model.items()} for i in range(len(chunk_names))]

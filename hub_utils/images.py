@@ -126,14 +126,14 @@ def load_images(sources: Sequence[ImageInput], names: Sequence[str]) -> list[Ima
         return list(pool.map(load, sources, names))
 
 
-def load_chunks(sources: Sequence[ImageInput], names: Sequence[str],
-                chunk_size: int) -> Iterator[tuple[Sequence[str], list[Image.Image | ImageError]]]:
-    """The names and `load_images` of consecutive chunks of `chunk_size` images, the next chunk decoding in the
-    background while the caller scores this one (decoding overlapped with compute); one chunk alone is loaded in the
-    caller's thread."""
+def load_chunks(sources: Sequence[ImageInput], names: Sequence[str], chunk_size: int, *,
+                ahead: bool = True) -> Iterator[tuple[Sequence[str], list[Image.Image | ImageError]]]:
+    """The names and `load_images` of consecutive chunks of `chunk_size` images. With `ahead`, the next chunk decodes
+    in the background while the caller scores this one (decoding overlapped with compute); without it, or for one
+    chunk, each chunk is loaded in the caller's thread when asked for."""
     chunks = [(sources[start:start + chunk_size], names[start:start + chunk_size])
               for start in range(0, len(sources), chunk_size)]
-    if len(chunks) < 2:
+    if len(chunks) < 2 or not ahead:
         yield from ((chunk[1], load_images(*chunk)) for chunk in chunks)
         return
     with ThreadPoolExecutor(1) as ahead:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -135,10 +136,12 @@ def test_the_batch_path_scores_as_one_image_at_a_time(faces_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_chunks_of_mixed_sizes_score_as_one_image_at_a_time_with_every_default_model(faces_dir: Path) -> None:
-    """The CLI's path at scale: chunks of 8 photos of mixed sizes, each decoded while the chunk before is scored,
-    faces of one size found in one call; every default model gives each photo the faces, P(fake) (within 1e-3) and
-    verdicts of that photo scored alone."""
+def test_chunks_of_mixed_sizes_score_as_one_image_at_a_time_with_every_default_model(
+        faces_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's path at scale: chunks of 8 photos of mixed sizes, each decoded while the chunk before is scored (as
+    on a machine with cores to spare), faces of one size found in one call; every default model gives each photo the
+    faces, P(fake) (within 1e-3) and verdicts of that photo scored alone."""
+    monkeypatch.setattr(os, "cpu_count", lambda: torch.get_num_threads() + 1)
     paths = mixed_size_photos(faces_dir)
     try:
         detectors = [load_detector(source) for source in default_sources()]
@@ -159,6 +162,16 @@ def test_chunks_of_mixed_sizes_score_as_one_image_at_a_time_with_every_default_m
             assert [face.fake_probability for face in score.faces] == pytest.approx(
                 [face.fake_probability for face in faces], abs=1e-3)
             assert [face.verdict for face in score.faces] == [face.verdict for face in faces]
+
+
+def test_decoding_runs_ahead_on_an_accelerator_or_with_cores_that_torch_leaves_free(
+        model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    detector = load_detector(model_dir)
+    monkeypatch.setattr(os, "cpu_count", torch.get_num_threads)
+    assert not detector.decodes_ahead  # the decoding thread would take a core from the model
+    assert load_detector(model_dir, device="meta").decodes_ahead
+    monkeypatch.setattr(os, "cpu_count", lambda: torch.get_num_threads() + 1)
+    assert detector.decodes_ahead
 
 
 def test_faces_are_found_by_one_finder_per_device_on_the_models_gpu_else_on_the_cpu(model_dir: Path) -> None:

@@ -184,3 +184,8 @@ def test_chunks_keep_order_and_errors_and_the_next_one_decodes_while_this_one_is
     threads.clear()
     assert len(next(images.load_chunks(pictures[:1], names[:1], 2))[1]) == 1
     assert threads == [threading.main_thread()]  # one chunk (the app's single photo): no thread, as before
+    threads.clear()
+    behind = images.load_chunks(pictures, names, 2, ahead=False)
+    assert list(next(behind)[0]) == ["p0", "p1"] and len(threads) == 1  # nothing decodes before it is asked for
+    assert [len(chunk) for _, chunk in behind] == [2, 1]
+    assert threads == [threading.main_thread()] * 3
