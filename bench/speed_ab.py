@@ -1,7 +1,7 @@
 """Is a change slower? `Detector.predict` of two checkouts, timed in alternation on this machine.
 
     git worktree add ../before <commit>
-    python -m bench.speed_ab ../before . [--rounds 3] [--output bench/results/speed_ab.txt]
+    python -m bench.speed_ab ../before . [--rounds 3] [--models NAME ...] [--output bench/results/speed_ab.txt]
 
 Each round runs each checkout's own code and model folders in a fresh process, one after the other, so drift of a
 shared machine hits both alike. Per default model: the median time of one image at batch 1 and the rate of 64 images
