@@ -67,7 +67,7 @@ class Rows:
         self.read: dict[tuple, Examples] = {}
 
     def examples(self, split: str, view: str) -> Examples:
-        """A split in a training view (`TRAINING_VIEWS`)."""
+        """A split in a training view (`VIEWS`)."""
         key = (split, view)
         if key not in self.read:
             self.read[key] = examples(self.cache, self.data[split], [view])

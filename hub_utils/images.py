@@ -136,10 +136,10 @@ def load_chunks(sources: Sequence[ImageInput], names: Sequence[str], chunk_size:
     if len(chunks) < 2 or not ahead:
         yield from ((chunk[1], load_images(*chunk)) for chunk in chunks)
         return
-    with ThreadPoolExecutor(1) as ahead:
-        upcoming = ahead.submit(load_images, *chunks[0])
+    with ThreadPoolExecutor(1) as background:
+        upcoming = background.submit(load_images, *chunks[0])
         for previous, chunk in zip(chunks, chunks[1:]):
-            current, upcoming = upcoming.result(), ahead.submit(load_images, *chunk)
+            current, upcoming = upcoming.result(), background.submit(load_images, *chunk)
             yield previous[1], current
         yield chunks[-1][1], upcoming.result()
 

@@ -37,7 +37,7 @@ from hub_utils.faces import FaceSettings
 from hub_utils.feature_model import FrozenBackbone, FrozenFeatureClassifier, block_tokens
 from tests.conftest import REPO_ROOT
 from training.features import FeatureCache, frozen_detector
-from training.frozen_head import Examples, LinearHead, sample_weights
+from training.frozen_head import VIEWS, Examples, LinearHead, sample_weights
 
 TINY_VIT = "vit_tiny_patch16_224"
 
@@ -385,3 +385,9 @@ def test_training_views_are_checked(option: str, value: object, message: str) ->
 
     with pytest.raises(ValueError, match=message):
         TrainConfig.from_dict({option: value})
+
+
+def test_every_view_the_config_accepts_is_one_that_training_makes() -> None:
+    from training.config import TRAIN_VIEWS
+
+    assert set(TRAIN_VIEWS) == set(VIEWS)

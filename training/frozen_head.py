@@ -4,7 +4,7 @@ features are cached (`training.features`), seconds for every rerun.
     python -m training.train --config training/configs/clip-vitb16-probe.json
 
 The head is a logistic regression on standardized features (scikit-learn), fitted on each training image's largest
-region in the views the config names (as stored or neutrally re-encoded: `TRAINING_VIEWS`); the
+region in the views the config names (as stored or neutrally re-encoded: `VIEWS`); the
 standardization is folded into its weights. Temperature and threshold are then fitted on the neutrally re-encoded
 validation split, scored exactly as `Detector.predict` scores (every region, the most fake one counts), and the
 temperature is folded in too.
@@ -79,7 +79,7 @@ def get_pretrained_cfg_dict(name: str) -> dict:
 
 View = Callable[[Image.Image], Image.Image]
 
-TRAINING_VIEWS: dict[str, View] = {"raw": lambda image: image, "neutral": neutral_reencode}  # as stored, re-encoded
+VIEWS: dict[str, View] = {"raw": lambda image: image, "neutral": neutral_reencode}  # as stored, re-encoded
 
 
 def region_tokens(cache: FeatureCache, rows: datasets.Dataset, view: View, desc: str) -> list[np.ndarray]:
@@ -146,10 +146,10 @@ class Examples:
 
 
 def examples(cache: FeatureCache, split: datasets.Dataset, views: Sequence[str]) -> Examples:
-    """The images of `split` in each of `views` (`TRAINING_VIEWS`), views one after the other."""
+    """The images of `split` in each of `views` (`VIEWS`), views one after the other."""
     labels, generators = (np.asarray(list(split[column])) for column in ("label", "generator"))
     rows = np.arange(len(split))
-    return Examples.concatenate([Examples(region_tokens(cache, split, TRAINING_VIEWS[view], view), labels, generators,
+    return Examples.concatenate([Examples(region_tokens(cache, split, VIEWS[view], view), labels, generators,
                                           np.full(len(split), view), rows) for view in views])
 
 
