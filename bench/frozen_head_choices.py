@@ -29,7 +29,7 @@ from hub_utils.feature_model import FrozenBackbone
 from training.config import TrainConfig
 from training.deepfake_metrics import compute_metrics
 from training.features import FeatureCache
-from training.frozen_head import Examples, build_detector, examples, fit_and_calibrate, region_tokens
+from training.frozen_head import Examples, build_detector, examples, fit_and_calibrate, view_examples
 from training.perturb import PERTURBATIONS, PerturbationError, iter_perturbations, neutral_reencode
 from training.pipeline import build_splits
 
@@ -77,11 +77,8 @@ class Rows:
         """A split neutrally re-encoded, then perturbed (every image, `name` at `severity`)."""
         key = (split, name, severity)
         if key not in self.read:
-            rows = self.data[split]
-            tokens = region_tokens(self.cache, rows, lambda image: PERTURBATIONS[name][severity](
+            self.read[key] = view_examples(self.cache, self.data[split], lambda image: PERTURBATIONS[name][severity](
                 neutral_reencode(image)), f"{name}:{severity}")
-            self.read[key] = Examples(tokens, np.asarray(rows["label"]), np.asarray(rows["generator"]),
-                                      np.full(len(rows), f"{name}:{severity}"), np.arange(len(rows)))
         return self.read[key]
 
     def mask(self, split: str, rules: list[str]) -> np.ndarray:

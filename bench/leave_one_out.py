@@ -119,7 +119,7 @@ def frozen_head_report(folder: str, rows: datasets.Dataset, feature_cache: str) 
     """A frozen-backbone run's report on neutrally re-encoded rows, scored from cached features exactly as
     `Detector.predict` scores them (tests/test_frozen_backbone.py holds the two equal)."""
     detector = load_detector(folder)
-    tokens, _ = region_tokens(FeatureCache(detector, feature_cache), rows, neutral_reencode, "scoring")
+    tokens = region_tokens(FeatureCache(detector, feature_cache), rows, neutral_reencode, "scoring")
     scores = LinearHead.of(detector.model).scores(tokens, detector.deepfake.test_time_flip)
     return build_report(np.asarray(rows["label"]), scores, detector.threshold, {"generator": list(rows["generator"])})
 

@@ -216,6 +216,39 @@ def test_folder_holds_the_head_alone_and_scores_as_cached_features_do(tiny_weigh
     assert len(list((tmp_path / "features").rglob("*.npy"))) == 3
 
 
+def test_leave_one_out_reports_a_frozen_head_as_the_detector_scores_it(tiny_weights: Path, tmp_path: Path,
+                                                                       astronaut: Image.Image) -> None:
+    """`bench.leave_one_out` scores a frozen head's run from cached features: its report is the one built from
+    `Detector.predict` on the same neutrally re-encoded images."""
+    import datasets
+
+    from bench.leave_one_out import frozen_head_report
+    from hub_utils.model_folder import save_model_folder
+    from training.evaluation import build_report
+    from training.perturb import neutral_reencode
+
+    detector = tiny_detector(tiny_weights)
+    folder = save_model_folder(detector.model, tmp_path / "frozen", detector.deepfake)
+    (folder / "backbone.safetensors").write_bytes(tiny_weights.read_bytes())
+    rng = np.random.default_rng(0)
+    pictures = [astronaut, astronaut.rotate(10), *(Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8))
+                                                  for _ in range(3))]
+    paths = []
+    for i, picture in enumerate(pictures):
+        paths.append(str(tmp_path / f"{i}.png"))
+        picture.save(paths[-1])
+    labels, generators = [0, 0, 1, 1, 1], ["camera", "camera", "noise", "noise", "noise"]
+    rows = datasets.Dataset.from_dict({"image": paths, "label": labels, "generator": generators})
+    report = frozen_head_report(str(folder), rows, str(tmp_path / "features"))
+    loaded = load_detector(folder)
+    predicted = [r.fake_probability for r in loaded.predict([neutral_reencode(Image.open(p)) for p in paths])]
+    expected = build_report(np.array(labels), np.array(predicted), loaded.threshold, {"generator": generators})
+    for key in ("roc_auc", "balanced_accuracy", "accuracy"):
+        assert report[key] == pytest.approx(expected[key], abs=1e-6), key
+    for generator, summary in expected["per_generator"].items():
+        assert report["per_generator"][generator] == pytest.approx(summary, abs=1e-5), generator
+
+
 @pytest.mark.parametrize("tokens", ["cls+patch", "cls"])
 def test_card_snippet_rebuilds_the_model_in_bare_timm(tiny_weights: Path, tmp_path: Path, astronaut: Image.Image,
                                                       monkeypatch: pytest.MonkeyPatch, tokens: str) -> None:

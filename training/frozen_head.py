@@ -145,12 +145,16 @@ class Examples:
                                                                   for k in ("labels", "generators", "views", "rows")))
 
 
+def view_examples(cache: FeatureCache, split: datasets.Dataset, view: View, name: str) -> Examples:
+    """Every image of `split` in one view, named `name`."""
+    labels, generators = (np.asarray(list(split[column])) for column in ("label", "generator"))
+    return Examples(region_tokens(cache, split, view, name), labels, generators, np.full(len(split), name),
+                    np.arange(len(split)))
+
+
 def examples(cache: FeatureCache, split: datasets.Dataset, views: Sequence[str]) -> Examples:
     """The images of `split` in each of `views` (`VIEWS`), views one after the other."""
-    labels, generators = (np.asarray(list(split[column])) for column in ("label", "generator"))
-    rows = np.arange(len(split))
-    return Examples.concatenate([Examples(region_tokens(cache, split, VIEWS[view], view), labels, generators,
-                                          np.full(len(split), view), rows) for view in views])
+    return Examples.concatenate([view_examples(cache, split, VIEWS[view], view) for view in views])
 
 
 def largest_region_features(spec: FrozenBackbone, examples: Examples, mirrored: bool) -> np.ndarray:
