@@ -185,8 +185,8 @@ def shipped_models_section(reports: Path, bench_results: Path = Path("bench/resu
                   "[docs/experiments.md](docs/experiments.md).", leave_one_out_summary(loo, LEAVE_ONE_OUT_RECIPES)]
     if speed:
         parts += [f"**Speed** (`python -m bench.inference`, {speed[0]['date']}, {speed[0]['images']} 256 px face "
-                  "files, CPU; single runs on this shared 2-core machine vary by up to 20%, so before/after "
-                  "comparisons alternate checkouts: `python -m bench.speed_ab`):", speed_table(speed)]
+                  "files, CPU; repeated runs on this shared 2-core machine differ by up to 28%, see the "
+                  "alternating rounds in `bench/results/speed_ab_40.txt`):", speed_table(speed)]
     if serving.is_file():
         parts += ["The Space under load (8 concurrent clients) and its single-request overhead: "
                   "[docs/benchmarks.md](docs/benchmarks.md)."]
