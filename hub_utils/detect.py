@@ -1,19 +1,22 @@
 """Score face images from the command line: one row per image, face and model.
 
-    python -m hub_utils.detect photos/ face.jpg --output results.csv
-    python -m hub_utils.detect photos/ --model owner/name@main --model models/other --ensemble --output out.json
-    python -m hub_utils.detect photos/ --device cuda --precision bf16 --batch-size 128 --output results.csv
+    deepfake-detect photos/ face.jpg --output results.csv          # or: python -m hub_utils.detect ...
+    deepfake-detect photos/ --model owner/name@main --model models/other --ensemble --output out.json
+    deepfake-detect photos/ --device cuda --precision bf16 --batch-size 128 --output results.csv
     accelerate launch -m hub_utils.detect photos/ --output results.csv    # split across processes / GPUs
 
 One row per image, face and model, the headline model's rows first (`headline` true: the model whose verdict leads,
 `models/defaults.json`'s headline or the first --model); `inconclusive` is true within 0.1 of the model's threshold.
-Exit status 0 when it ran (unreadable images are rows with an `error`), 2 on usage errors.
+Faces are numbered from 1 (`none`: no face found, the whole image scored). Every input that could not be read (a
+missing path, a corrupt or non-image file) is a row with an `error` and a line on stderr. Exit status: 0 when every
+input was scored, 1 when some could not be read (the others are still written), 2 on usage errors.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -21,11 +24,11 @@ from .detector import PRECISIONS
 from .ensemble import ENSEMBLE_NAME, default_headline, default_sources, load_ensemble
 from .images import IMAGE_SUFFIXES
 from .model_folder import ModelFolderError
-from .scoring import expand_paths, prepare_output, score_paths, write_rows
+from .scoring import expand_paths, prepare_output, score_paths, unreadable_paths, write_rows
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hub_utils.detect",
+    parser = argparse.ArgumentParser(prog="deepfake-detect",
                                      description="Real or GAN-made? Score face images.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (recursed)")
     parser.add_argument("--model", action="append", help="model folder or Hub id[@revision]; repeat for several, the "
@@ -85,8 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                            args.ensemble or headline == ENSEMBLE_NAME, headline, show_progress=state.is_main_process)
     if state.num_processes > 1:
         rows = gather_object(rows)
-    if state.is_main_process:
-        write_rows(rows, args.output)
+    if not state.is_main_process:
+        return 0
+    write_rows(rows, args.output)
+    unreadable = unreadable_paths(rows)
+    for path, error in unreadable.items():
+        print(f"error: {path}: {error}", file=sys.stderr)
+    if args.output:
+        print(f"wrote {len(rows)} rows ({len(paths)} images) to {Path(args.output).resolve()}", file=sys.stderr)
+    if unreadable:
+        print(f"{len(unreadable)} of {len(paths)} inputs could not be read; their rows hold the error.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ class EnsembleResult:
 
     members: dict[str, ImageScore]
     ensemble: ImageScore
+    seconds: dict[str, float] = field(default_factory=dict)  # each member's share of its chunk's scoring time
 
     @property
     def error(self) -> str | None:
@@ -57,10 +59,14 @@ class Ensemble:
         names = list(names) if names is not None else [name_of(image, i) for i, image in enumerate(images)]
         ahead = all(detector.decodes_ahead for detector in self.detectors)
         for chunk_names, loaded in load_chunks(images, names, batch_size, ahead=ahead):
-            per_model = {d.name: d.score_loaded(loaded, chunk_names, batch_size=batch_size, face_crop=face_crop)
-                         for d in self.detectors}
+            per_model, seconds = {}, {}
+            for detector in self.detectors:
+                start = time.perf_counter()
+                per_model[detector.name] = detector.score_loaded(loaded, chunk_names, batch_size=batch_size,
+                                                                 face_crop=face_crop)
+                seconds[detector.name] = (time.perf_counter() - start) / len(chunk_names)
             members = [{model: scores[i] for model, scores in per_model.items()} for i in range(len(chunk_names))]
-            yield [EnsembleResult(scores, self._combine(name, list(scores.values())))
+            yield [EnsembleResult(scores, self._combine(name, list(scores.values())), seconds)
                    for name, scores in zip(chunk_names, members)]
 
     def _combine(self, name: str, scores: list[ImageScore]) -> ImageScore:

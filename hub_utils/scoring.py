@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -53,7 +52,7 @@ def rows_for(path: str, model: str, score: ImageScore, threshold: float, headlin
     if score.error:
         return [{**common, "face": "", "box": "", "fake_probability": "", "verdict": "", "inconclusive": "",
                  "error": score.error}]
-    return [{**common, "face": "none" if face.face is None else face.face, "box": ",".join(map(str, face.box)),
+    return [{**common, "face": "none" if face.face is None else face.face + 1, "box": ",".join(map(str, face.box)),
              "fake_probability": round(face.fake_probability, 6), "verdict": face.verdict,
              "inconclusive": is_inconclusive(face.fake_probability, threshold), "error": ""}
             for face in score.faces]
@@ -61,17 +60,23 @@ def rows_for(path: str, model: str, score: ImageScore, threshold: float, headlin
 
 def score_paths(ensemble: Ensemble, paths: Sequence[str], batch_size: int, face_crop: bool | None,
                 with_ensemble: bool, headline: str, show_progress: bool = True) -> list[dict[str, Any]]:
-    """Rows for every path and every model (and the ensemble if asked), the headline's rows first."""
+    """Rows for every path and every model (and the ensemble if asked), the headline's rows first; the progress bar
+    counts images."""
     thresholds = {d.name: d.threshold for d in ensemble.detectors} | {ENSEMBLE_NAME: ensemble.threshold}
     rows: list[dict[str, Any]] = []
-    chunks = ensemble.predict_chunks(paths, paths, batch_size=batch_size, face_crop=face_crop)
-    for results in tqdm(chunks, total=math.ceil(len(paths) / batch_size), desc="detect", unit="batch",
-                        file=sys.stderr, disable=not show_progress):
-        for result in results:
-            scores = [*result.members.items(), *([(ENSEMBLE_NAME, result.ensemble)] if with_ensemble else [])]
-            for model, score in sorted(scores, key=lambda item: item[0] != headline):
-                rows.extend(rows_for(result.ensemble.name, model, score, thresholds[model], model == headline))
+    with tqdm(total=len(paths), desc="detect", unit="image", file=sys.stderr, disable=not show_progress) as progress:
+        for results in ensemble.predict_chunks(paths, paths, batch_size=batch_size, face_crop=face_crop):
+            for result in results:
+                scores = [*result.members.items(), *([(ENSEMBLE_NAME, result.ensemble)] if with_ensemble else [])]
+                for model, score in sorted(scores, key=lambda item: item[0] != headline):
+                    rows.extend(rows_for(result.ensemble.name, model, score, thresholds[model], model == headline))
+            progress.update(len(results))
     return rows
+
+
+def unreadable_paths(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """{path: error} of the images that could not be scored."""
+    return {row["path"]: row["error"] for row in rows if row["error"]}
 
 
 def write_rows(rows: list[dict[str, Any]], output: str | None) -> None:

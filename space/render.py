@@ -24,27 +24,47 @@ def percent(probability: float) -> str:
     return f"{probability:.1%}"
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def models_agreement(result: dict[str, Any]) -> str:
+    """How the models split: how many call the headline's verdict, how many the other, how many are inconclusive."""
+    models = list(result["models"].values())
+    verdict = result["verdict"]
+    other = "real" if verdict == "fake" else "fake"
+    inconclusive = sum(m["inconclusive"] for m in models)
+    same = sum(m["verdict"] == verdict and not m["inconclusive"] for m in models)
+    parts = [_count(same, f"says {verdict}", f"say {verdict}"),
+             _count(len(models) - same - inconclusive, f"says {other}", f"say {other}"),
+             _count(inconclusive, "is inconclusive", "are inconclusive")]
+    parts = [part for part in parts if not part.startswith("0 ")]
+    listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+    return f"Of {len(models)} models, {listed}."
+
+
 def verdict_markdown(result: dict[str, Any]) -> str:
-    """The headline's verdict in plain words, with its confidence, the threshold, how many models agree and any
-    caveat."""
+    """The headline's verdict in plain words: its P(fake) against its threshold, how the models split, and any
+    caveat that limits it (no face found, untrained models) inside the verdict itself."""
     p, threshold, verdict = result["fake_probability"], result["threshold"], result["verdict"]
-    confidence = p if verdict == "fake" else 1.0 - p
-    who = "the models' mean" if result["headline"] == "ensemble" else f"`{result['headline']}`"
+    who = "The models' mean P(fake) is" if result["headline"] == "ensemble" else f"`{result['headline']}` gives P(fake)"
+    side = "at or above" if verdict == "fake" else "below"
+    no_face = "" if result["face_found"] else " (no face found)"
     if result["inconclusive"]:
-        lines = [f"## Inconclusive (leaning {verdict})",
-                 f"Estimated probability that this is fake ({who}): {percent(p)}, close to the threshold of "
-                 f"{percent(threshold)}: the detector cannot tell either way. Do not rely on this result."]
+        lines = [f"## Inconclusive{no_face}, leaning {verdict}",
+                 f"{who} {percent(p)}, too close to its threshold of {percent(threshold)} "
+                 f"to call: the detector cannot tell either way. Do not rely on this result."]
     else:
-        lines = [f"## Probably {verdict}",
-                 f"Estimated probability that this is fake ({who}): {percent(p)} (threshold {percent(threshold)}), "
-                 f"so the verdict **{verdict}** holds with {percent(confidence)} confidence."]
-    if len(result["models"]) > 1:
-        lines.append(f"{result['agreeing']} of {len(result['models'])} models say {verdict}.")
+        lines = [f"## Probably {verdict}{no_face}",
+                 f"{who} {percent(p)}, {side} its threshold of {percent(threshold)}, so it calls this photo "
+                 f"**{verdict}**. P(fake) is the model's calibrated estimate, not a guarantee."]
     if not result["face_found"]:
-        lines.append("No face was found, so the whole picture was scored. The detector is made for photos of faces; "
-                     "treat this score with extra care.")
+        lines[1] += (" No face was found, so the whole picture was scored; the detector is made for photos of faces, "
+                     "so this verdict is weak evidence.")
     elif len(result["faces"]) > 1:
         lines.append(f"{len(result['faces'])} faces were found; the verdict follows the most fake one.")
+    if len(result["models"]) > 1:
+        lines.append(models_agreement(result))
     untrained = [name for name, model in result["models"].items() if not model["trained"]]
     if untrained:
         lines.append(f"**Untrained model{'s' if len(untrained) > 1 else ''} ({', '.join(untrained)}): "
@@ -76,17 +96,28 @@ def _figure(image: Image.Image, caption: str, max_side: int) -> str:
             f'<figcaption style="font-size:0.85em">{html.escape(caption)}</figcaption></figure>')
 
 
+def _number_tag(draw: ImageDraw.ImageDraw, text: str, corner: tuple[float, float], colour: tuple[int, int, int],
+                font: ImageFont.ImageFont) -> None:
+    """A face's number in white on a solid tag of its box's colour, above the box's corner where there is room,
+    so that it reads on any photo."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    width, height = right - left + 8, bottom - top + 6
+    x, y = corner[0], corner[1] - height if corner[1] >= height else corner[1]
+    draw.rectangle((x, y, x + width, y + height), fill=colour)
+    draw.text((x + 4 - left, y + 3 - top), text, fill=(255, 255, 255), font=font)
+
+
 def faces_html(image: Image.Image, result: dict[str, Any]) -> str:
     """The photo with a box around each detected face, numbered and coloured by the ensemble's verdict."""
     scale = min(1.0, PREVIEW_MAX_SIDE / max(image.size))
     shown = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
     draw = ImageDraw.Draw(shown)
-    font = ImageFont.load_default(size=16)
+    font = ImageFont.load_default(size=18)
     for face in result["faces"]:
         x0, y0, x1, y1 = (v * scale for v in face["box"])
         colour = BOX_COLOURS[face["verdict"]]
         draw.rectangle((x0, y0, x1, y1), outline=colour, width=3)
-        draw.text((x0 + 4, y0 + 2), str(face["face"] + 1), fill=colour, font=font)
+        _number_tag(draw, str(face["face"]), (x0, y0), colour, font)
     caption = (f"{len(result['faces'])} face(s) found; red: judged fake, green: judged real" if result["face_found"]
                else "no face found: the whole picture was scored")
     return _figure(shown, caption, PREVIEW_MAX_SIDE)
@@ -113,12 +144,18 @@ CARD_PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)/]+\.png)\)")
 def comparison_markdown(models: list[dict[str, Any]]) -> str:
     """The Models tab's table: one row per model with its backbone, input, size, speed on this server, test figures
     and its recipe's worst left-out group."""
-    lines = ["| model | backbone | input | size | ms per face here | test: balanced acc. / AUC / real recall | "
-             "worst left-out group: balanced acc. |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | backbone | input | size | ms per face on this server | test (its own test split): balanced "
+             "acc. / AUC / real recall | worst left-out group: balanced acc. |", "|---|---|---|---|---|---|---|"]
     for model in models:
         lines.append(f"| **{model['name']}** | {_backbone(model)} | {_input(model)} | {_size(model)} | "
-                     f"{model['ms_per_face']:.0f} | {_test(model)} | {_worst_left_out(model)} |")
+                     f"{_speed(model['speed'])} | {_test(model)} | {_worst_left_out(model)} |")
     return "\n".join(lines)
+
+
+def _speed(speed: dict[str, Any]) -> str:
+    if speed["basis"] == "served":
+        return f"{speed['ms_per_face']:.0f} (median of the last {speed['images']} images scored)"
+    return f"{speed['ms_per_face']:.0f} (timed at start-up, no photo scored yet)"
 
 
 def _backbone(model: dict[str, Any]) -> str:
@@ -142,7 +179,7 @@ def _test(model: dict[str, Any]) -> str:
     if not test:
         return "not measured"
     return (f"{test['balanced_accuracy']:.3f} / {test['roc_auc']:.3f} / {test['real_recall']:.3f} "
-            f"({test['n']} {test['split']} images, {test['setting']})")
+            f"({test['n']} {test['split']} images of {test['sources']} sources, {test['setting']})")
 
 
 def _worst_left_out(model: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from hub_utils.preprocess import input_size
 from .uploads import NamedImage
 
 BATCH_CHUNK = 8  # images scored between two progress reports
-SPEED_RUNS = 3  # timed runs per model at start, after one warm-up; the median is shown
+SPEED_RUNS = 3  # timed runs per model at start, after one warm-up; the median is shown until faces are served
+SPEED_WINDOW = 50  # the speed shown is the median over this many of the latest images served
 
 
 class NoModelError(RuntimeError):
@@ -78,7 +80,8 @@ class DetectorService:
         ensemble_ok = headline == ENSEMBLE_NAME and len(names) > 1
         self.headline = headline if headline in names or ensemble_ok else (names[0] if names else "")
         self.explainers = {d.name: GradCamExplainer(d) for d in self.detectors}
-        self.speed_ms = {d.name: milliseconds_per_face(d) for d in self.detectors}
+        self.start_ms = {d.name: milliseconds_per_face(d) for d in self.detectors}
+        self.served_ms: dict[str, deque[float]] = {d.name: deque(maxlen=SPEED_WINDOW) for d in self.detectors}
 
     @classmethod
     def from_sources(cls, sources: Sequence[str], inconclusive_margin: float = INCONCLUSIVE_MARGIN,
@@ -130,7 +133,21 @@ class DetectorService:
         result = self._require_models().predict([image], [name])[0]
         if result.error:
             raise ImageError(result.error)
+        self._record_speed(result)
         return self._result_json(result)
+
+    def _record_speed(self, result: EnsembleResult) -> None:
+        """Each model's time per face on an image this server just scored."""
+        for model, seconds in result.seconds.items():
+            self.served_ms[model].append(1000 * seconds / max(1, len(result.members[model].faces)))
+
+    def speed(self, name: str) -> dict[str, Any]:
+        """A model's milliseconds per face on this server: the median over the latest images served (face search
+        and each model's own preprocessing included; decoding excluded), or, before any, its start-up timing."""
+        served = self.served_ms[name]
+        if served:
+            return {"ms_per_face": round(statistics.median(served), 1), "basis": "served", "images": len(served)}
+        return {"ms_per_face": self.start_ms[name], "basis": "start-up", "images": SPEED_RUNS}
 
     @property
     def headline_threshold(self) -> float:
@@ -156,9 +173,9 @@ class DetectorService:
             "fake_probability": probability,
             "threshold": threshold,
             "inconclusive": is_inconclusive(probability, threshold, self.inconclusive_margin),
-            "agreeing": sum(model["verdict"] == verdict for model in models.values()),
+            "agreeing": sum(model["verdict"] == verdict and not model["inconclusive"] for model in models.values()),
             "face_found": lead.face_found,
-            "faces": [{"face": f.face, "box": list(f.box), "fake_probability": f.fake_probability,
+            "faces": [{"face": f.face + 1, "box": list(f.box), "fake_probability": f.fake_probability,
                        "verdict": f.verdict} for f in lead.faces if f.face is not None],
             "models": models,
         }
@@ -167,16 +184,23 @@ class DetectorService:
                      report: Callable[[int, int], None] | None = None) -> tuple[list[str], list[list[Any]]]:
         """Column names and one row per scored face (or per unreadable file), reporting progress per chunk."""
         ensemble = self._require_models()
-        combined = [ENSEMBLE_NAME] if self.headline == ENSEMBLE_NAME else []
-        columns = ["file", "face", *[d.name for d in self.detectors], *combined, "verdict", "note"]
         rows: list[list[Any]] = []
         for start in range(0, len(images), BATCH_CHUNK):
             chunk = images[start:start + BATCH_CHUNK]
             for result in ensemble.predict([i.data for i in chunk], [i.name for i in chunk]):
+                if not result.error:
+                    self._record_speed(result)
                 rows.extend(self._batch_rows(result))
             if report:
                 report(start + len(chunk), len(images))
-        return columns, rows
+        return self.batch_columns, rows
+
+    @property
+    def batch_columns(self) -> list[str]:
+        """The batch table's columns: file, face (numbered from 1), each model's P(fake), the mean when it leads,
+        the headline's verdict and a note."""
+        combined = [ENSEMBLE_NAME] if self.headline == ENSEMBLE_NAME else []
+        return ["file", "face", *[d.name for d in self.detectors], *combined, "verdict", "note"]
 
     def _batch_rows(self, result: EnsembleResult) -> list[list[Any]]:
         name = result.ensemble.name
@@ -214,7 +238,7 @@ class DetectorService:
             "name": detector.name, "revision": detector.revision, "architecture": detector.config["architecture"],
             "frozen_backbone": deepfake.backbone is not None, "input_size": input_size(detector.config),
             "parameters": sum(p.numel() for p in detector.model.parameters()),
-            "weights_bytes": (folder / WEIGHTS_NAME).stat().st_size, "ms_per_face": self.speed_ms[detector.name],
+            "weights_bytes": (folder / WEIGHTS_NAME).stat().st_size, "speed": self.speed(detector.name),
             "trained": deepfake.trained, "threshold": deepfake.threshold, "preprocessing": deepfake.preprocessing,
             "test_time_flip": deepfake.test_time_flip,
             "face_crop": {"enabled": deepfake.face_crop.enabled, "margin": deepfake.face_crop.margin},
@@ -244,8 +268,9 @@ def _training_data_summary(training_data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _test_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The test report's headline: images, threshold, balanced accuracy, ROC-AUC and real recall."""
+    """The test report's headline: images, sources, threshold, balanced accuracy, ROC-AUC and real recall."""
     return {"setting": evaluation.get("setting"), "split": evaluation.get("split"), "n": evaluation["n"],
+            "sources": len(evaluation.get("per_source", {})),
             "balanced_accuracy": evaluation["balanced_accuracy"], "roc_auc": evaluation["roc_auc"],
             "real_recall": evaluation["per_class"]["real"]["recall"]}
 

@@ -34,9 +34,11 @@ HELD_PHOTO_SECONDS = 1800  # how long a session keeps its last photo, so that De
 TITLE = "Deepfake face-image detector"
 SEND_FILES = ("From the API, send files, not text: gradio_client's `handle_file(path)`, or over HTTP "
               '{"path": <the path that /gradio_api/upload returned>, "meta": {"_type": "gradio.FileData"}}.')
+ERROR_SECONDS = 8  # how long an error stays on screen; switching tabs closes it sooner
+CLOSE_TOASTS_JS = "() => document.querySelectorAll('[data-testid=toast-close]').forEach(button => button.click())"
 # tables keep whole words: on a narrow screen they scroll sideways instead of breaking names into letters
 CSS = """
-.model-comparison table { display: block; overflow-x: auto; }
+.model-comparison table { display: block; overflow-x: auto; scrollbar-width: thin; }
 .model-comparison th, .model-comparison td { min-width: 8em; }
 .model-comparison th, .model-comparison td, .batch-scores th, .batch-scores th * {
   word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
@@ -72,12 +74,17 @@ class PhotoInput(gr.Image):
     data_model = PhotoData
 
 
-class PhotoFilesInput(gr.File):
-    is_template = True  # drawn by the page as gr.File
+def photo_files_input(**kwargs: Any) -> gr.File:
+    """A gr.File for several files whose API payload is validated as `PhotoFiles`. A factory, not a subclass: Gradio
+    sends the page a component's parameters by reading its class's `__init__` signature."""
+    files = gr.File(file_count="multiple", **kwargs)
+    files.data_model = PhotoFiles
+    return files
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(file_count="multiple", **kwargs)
-        self.data_model = PhotoFiles
+
+def failure(message: str) -> gr.Error:
+    """An error toast that says its one sentence and goes."""
+    return gr.Error(message, duration=ERROR_SECONDS, print_exception=False)
 
 
 @contextmanager
@@ -86,7 +93,7 @@ def readable_errors() -> Iterator[None]:
     try:
         yield
     except (ImageError, UploadError, NoModelError, ModelFolderError) as error:
-        raise gr.Error(str(error), print_exception=False) from None
+        raise failure(str(error)) from None
 
 
 class Handlers:
@@ -101,9 +108,10 @@ class Handlers:
         """One image (a Gradio file payload) -> the JSON result; the bytes go on to the pictures event, and are held
         with the upload's path in session state (`held`), so that Detect on the same photo again works once the
         uploaded file is deleted."""
-        if not upload or not upload.get("path"):
-            raise gr.Error(f"Add a photo first: upload one, take one with the webcam, or paste one. {SEND_FILES}",
-                           print_exception=False)
+        if upload is None:  # the page sends nothing when no photo was added
+            raise failure("Add a photo first: upload one, take one with the webcam, or paste one.")
+        if not upload.get("path"):  # an API payload that is not a file
+            raise failure(SEND_FILES)
         path = upload["path"]
         with readable_errors():
             again = held is not None and held[0] == path and not Path(path).exists()
@@ -113,7 +121,7 @@ class Handlers:
     def pictures(self, data: bytes | None, result: dict[str, Any]) -> list[Any]:
         """Verdict text, face boxes, each model's label and its Grad-CAM/spectrum pictures; clears the state."""
         if data is None:
-            raise gr.Error("The photo is no longer held on the server; run Detect again.")
+            raise failure("The photo is no longer held on the server; run Detect again.")
         with readable_errors():
             image = load_image(data)
             explanations = self.service.explain(image, self.config.explained_regions)
@@ -131,10 +139,11 @@ class Handlers:
                      progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's documented way to report progress)
                      ) -> tuple[pd.DataFrame, str]:
         """Many images or zips (Gradio file payloads) -> one row per face, and the same table as a CSV file."""
-        paths = [upload["path"] for upload in uploads or [] if upload.get("path")]
-        if not paths:
-            raise gr.Error(f"No files were uploaded; choose some images or a zip of images. {SEND_FILES}",
-                           print_exception=False)
+        if uploads is None:  # the page sends nothing when no file was chosen
+            raise failure("Choose some images or a zip of images first.")
+        paths = [upload["path"] for upload in uploads if upload.get("path")]
+        if not paths:  # an API payload that is not a list of files
+            raise failure(SEND_FILES)
         with readable_errors():
             images = take_batch(paths, self.config.max_batch_files, self.config.max_upload_bytes,
                                 self.config.max_batch_bytes)
@@ -175,36 +184,42 @@ def _detect_tab(handlers: Handlers) -> dict[str, Any]:
             "cards": cards, "views": views}
 
 
-def _batch_tab(config: SpaceConfig) -> dict[str, Any]:
+def _batch_tab(config: SpaceConfig, columns: list[str]) -> dict[str, Any]:
     gr.Markdown(f"Up to {config.max_batch_files} images, as files or zip archives "
                 f"(each upload up to {config.max_upload_bytes // 2**20} MB). One row per face. Uploads are deleted "
                 "from the server once read.")
-    files = PhotoFilesInput(label="Images or zips", file_types=["image", ".zip"], type="filepath")
+    files = photo_files_input(label="Images or zips", file_types=["image", ".zip"], type="filepath",
+                              elem_id="batch-files")
     button = gr.Button("Score all", variant="primary")
-    table = gr.Dataframe(label="Scores (probability that the face is fake)", interactive=False,
+    table = gr.Dataframe(headers=columns, label="Scores (probability that the face is fake)", interactive=False,
                          elem_classes=["batch-scores"])
-    csv = gr.File(label="CSV download", interactive=False)
+    csv = gr.File(label="CSV download", interactive=False, elem_id="batch-csv")
     return {"files": files, "button": button, "table": table, "csv": csv}
 
 
-def _models_tab(service: DetectorService) -> None:
+def _models_tab(service: DetectorService) -> gr.Markdown | None:
+    """Layout of the Models tab; returns the comparison table, which is refreshed whenever the tab opens."""
     metadata = service.models()
     if not metadata["models"]:
         gr.Markdown("No model is installed.")
-        return
+        return None
     if metadata["headline"] == "ensemble":
         gr.Markdown(f"The headline verdict is the models' mean P(fake), face by face, called fake at or above "
                     f"**{metadata['ensemble']['threshold']:.3f}**.")
     elif len(metadata["models"]) > 1:
         gr.Markdown(f"The headline verdict is **{metadata['headline']}**'s; every model's own verdict, at its own "
                     "threshold, is shown beside it.")
-    gr.Markdown(render.comparison_markdown(metadata["models"]), elem_classes=["model-comparison"])
-    gr.Markdown("Test figures are from each model's own test report; the left-out group is the worst of its recipe's "
+    comparison = gr.Markdown(render.comparison_markdown(metadata["models"]), elem_classes=["model-comparison"])
+    gr.Markdown("On a narrow screen the table scrolls sideways. Speed is this server's milliseconds per face, face "
+                "search included. Test figures come from each model's own test report, on the test split of the data "
+                "it was trained with: models trained on different data or splits are not comparable row by row (the "
+                "README compares them on images neither saw). The left-out group is the worst of its recipe's "
                 "leave-one-out runs (a generator family or real source kept out of training). Each card below gives "
                 "the details.")
     for model in metadata["models"]:
         with gr.Accordion(model["name"], open=False):
             gr.Markdown(render.model_markdown(model, service.plot_files(model["name"])))
+    return comparison
 
 
 def build_demo(service: DetectorService, config: SpaceConfig) -> gr.Blocks:
@@ -219,14 +234,20 @@ def build_demo(service: DetectorService, config: SpaceConfig) -> gr.Blocks:
             gr.Markdown(render.notices_markdown(service.notices()))
         image_bytes = gr.State(time_to_live=IMAGE_STATE_SECONDS)
         held_photo = gr.State(time_to_live=HELD_PHOTO_SECONDS)
-        with gr.Tab("Detect"):
+        with gr.Tab("Detect") as detect_tab:
             detect = _detect_tab(handlers)
-        with gr.Tab("Batch"):
-            batch = _batch_tab(config)
-        with gr.Tab("Models"):
-            _models_tab(service)
-        with gr.Tab("About"):
+        with gr.Tab("Batch") as batch_tab:
+            batch = _batch_tab(config, service.batch_columns)
+        with gr.Tab("Models") as models_tab:
+            comparison = _models_tab(service)
+        with gr.Tab("About") as about_tab:
             gr.Markdown(ABOUT_FILE.read_text())
+
+        for tab in (detect_tab, batch_tab, models_tab, about_tab):  # an error toast belongs to the tab it came from
+            tab.select(None, js=CLOSE_TOASTS_JS, api_visibility="private", queue=False)
+        if comparison is not None:
+            models_tab.select(lambda: render.comparison_markdown(service.models()["models"]), None, comparison,
+                              api_visibility="private", queue=False)
 
         detect["image"].change(
             handlers.clear_results, None,

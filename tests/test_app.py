@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import time
 import zipfile
@@ -161,7 +162,9 @@ def test_detect_reports_each_model_as_its_detector_scores(service, model_folders
     assert {n: m["fake_probability"] for n, m in result["models"].items()} == pytest.approx(own, abs=1e-6)
     assert result["headline"] == "tiny-resize" and result["fake_probability"] == pytest.approx(own["tiny-resize"])
     assert result["verdict"] == ("fake" if result["fake_probability"] >= result["threshold"] else "real")
-    assert result["agreeing"] == sum(m["verdict"] == result["verdict"] for m in result["models"].values())
+    assert result["agreeing"] == sum(m["verdict"] == result["verdict"] and not m["inconclusive"]
+                                     for m in result["models"].values())
+    assert [face["face"] for face in result["faces"]] == [1]  # faces are numbered from 1, as on the page
     assert all(m["revision"] == "local" and m["threshold"] == 0.5 and not m["trained"]
                and m["inconclusive"] == (abs(m["fake_probability"] - 0.5) < 0.1) for m in result["models"].values())
 
@@ -210,8 +213,16 @@ def test_handlers_turn_errors_into_sentences_and_delete_uploads(service, upload_
     with pytest.raises(gr.Error, match="not an image file"):
         handlers.detect({"path": str(bad), "orig_name": "notes.jpg"})
     assert not bad.exists()
-    with pytest.raises(gr.Error, match="Add a photo first"):
+    with pytest.raises(gr.Error, match="Add a photo first") as person:
         handlers.detect(None)
+    assert "handle_file" not in person.value.message  # the page's visitor gets a sentence for a person
+    with pytest.raises(gr.Error, match="handle_file"):  # an API payload that is not a file: how to send one
+        handlers.detect({})
+    with pytest.raises(gr.Error, match="Choose some images") as person:
+        handlers.detect_batch(None)
+    assert "handle_file" not in person.value.message
+    with pytest.raises(gr.Error, match="handle_file"):
+        handlers.detect_batch([])
     assert handlers.clear_results() == ["", "", None, "", "", "", ""]
 
 
@@ -232,7 +243,8 @@ def test_pictures_are_inline_and_never_written_to_disk(service, upload_dir):
     verdict, faces, *rest = handlers.pictures(data, result)
     cards, views, cleared = rest[:2], rest[2:4], rest[4]
     assert "## " in verdict and "Untrained models" in verdict and cleared is None
-    assert "models say" in verdict and "`tiny-resize`" in verdict
+    assert re.search(r"Of 2 models, .*(says|say|inconclusive)", verdict) and "`tiny-resize` gives P(fake)" in verdict
+    assert "confidence" not in verdict
     for card, (name, model) in zip(cards, result["models"].items()):
         assert card.startswith(f"#### {name}") and f"**{model['verdict']}**" in card
         assert f"P(fake) {model['fake_probability']:.1%}" in card and "threshold 50.0%" in card
@@ -243,14 +255,38 @@ def test_pictures_are_inline_and_never_written_to_disk(service, upload_dir):
     assert [p for p in upload_dir.rglob("*") if p.is_file()] == []
 
 
-def test_verdict_words_and_model_page():
-    result = {"headline": "m", "verdict": "real", "fake_probability": 0.45, "threshold": 0.5, "inconclusive": True,
-              "agreeing": 1, "face_found": False, "faces": [],
-              "models": {"m": {"trained": True, "fake_probability": 0.45}}}
-    text = render.verdict_markdown(result)
-    assert "Inconclusive" in text and "whole picture was scored" in text and "Untrained" not in text
-    decided = render.verdict_markdown({**result, "fake_probability": 0.1, "inconclusive": False})
-    assert "Probably real" in decided and "90.0% confidence" in decided
+def verdict_result(**changes) -> dict:
+    """A /detect result of two trained models, the headline calling real at 10%."""
+    models = {"m": {"trained": True, "fake_probability": 0.1, "verdict": "real", "inconclusive": False},
+              "n": {"trained": True, "fake_probability": 0.45, "verdict": "real", "inconclusive": True}}
+    return {"headline": "m", "verdict": "real", "fake_probability": 0.1, "threshold": 0.5, "inconclusive": False,
+            "agreeing": 1, "face_found": True, "faces": [{"face": 1}], "models": models, **changes}
+
+
+def test_verdict_says_what_the_number_is_and_how_the_models_split():
+    text = render.verdict_markdown(verdict_result())
+    first = text.split("\n\n")
+    assert first[0] == "## Probably real" and "`m` gives P(fake) 10.0%, below its threshold of 50.0%" in first[1]
+    assert "confidence" not in text and "Of 2 models, 1 says real and 1 is inconclusive." in text
+    opposite = verdict_result(models={**verdict_result()["models"],
+                                      "n": {"trained": True, "fake_probability": 0.9, "verdict": "fake",
+                                            "inconclusive": False}})
+    assert "Of 2 models, 1 says real and 1 says fake." in render.verdict_markdown(opposite)
+    fake = verdict_result(verdict="fake", fake_probability=0.93, models={
+        name: {"trained": True, "fake_probability": 0.93, "verdict": "fake", "inconclusive": False} for name in "mn"})
+    assert "at or above its threshold" in render.verdict_markdown(fake)
+    assert "Of 2 models, 2 say fake." in render.verdict_markdown(fake)
+
+
+def test_verdict_carries_the_no_face_caveat_in_its_heading():
+    text = render.verdict_markdown(verdict_result(face_found=False, faces=[], inconclusive=True,
+                                                  fake_probability=0.45))
+    heading, sentence = text.split("\n\n")[:2]
+    assert heading == "## Inconclusive (no face found), leaning real"
+    assert "too close to its threshold of 50.0% to call" in sentence and "whole picture was scored" in sentence
+    assert "Untrained" not in text
+    decided = render.verdict_markdown(verdict_result(face_found=False, faces=[]))
+    assert decided.startswith("## Probably real (no face found)") and "weak evidence" in decided.split("\n\n")[1]
 
 
 def test_models_metadata_and_card(service):
@@ -281,9 +317,14 @@ def test_models_tab_compares_the_models_and_shows_their_plots(model_folders, tmp
     (folder / "README.md").write_text(card)
     service = DetectorService.from_sources([str(folder), str(model_folders[1])])
     models = service.models()["models"]
-    assert all(m["ms_per_face"] > 0 for m in models)
+    assert all(m["speed"]["ms_per_face"] > 0 and m["speed"]["basis"] == "start-up" for m in models)
     table = render.comparison_markdown(models).splitlines()
-    assert len(table) == 4 and "0.900 / 0.950 / 0.850 (40 test images, neutral)" in table[2]
+    assert len(table) == 4 and "0.900 / 0.950 / 0.850 (40 test images of 0 sources, neutral)" in table[2]
+    assert "timed at start-up, no photo scored yet" in table[2]
+    service.detect(ASTRONAUT.read_bytes())  # from now on, the speed shown is the one of photos served
+    served = service.models()["models"]
+    assert all(m["speed"]["basis"] == "served" and m["speed"]["images"] == 1 for m in served)
+    assert "(median of the last 1 images scored)" in render.comparison_markdown(served)
     assert "diffusion (generators): 0.550" in table[2] and table[3].count("not measured") == 2
     assert f"{(folder / 'model.safetensors').stat().st_size / 2**20:.2f} MB" in table[2]
     page = render.model_markdown(models[0], service.plot_files(models[0]["name"]))

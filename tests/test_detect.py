@@ -40,12 +40,12 @@ def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_csv_rows(image_tree: Path, model_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "out.csv"
-    assert main([str(image_tree), "--model", str(model_dir), "--output", str(output)]) == 0
+    assert main([str(image_tree), "--model", str(model_dir), "--output", str(output)]) == 1  # broken.jpg
     rows = list(csv.DictReader(output.open()))
     assert list(rows[0]) == list(COLUMNS)
     by_file = {Path(r["path"]).name: r for r in rows}
     assert set(by_file) == {"astronaut.jpg", "noise.png", "broken.jpg"}
-    assert by_file["astronaut.jpg"]["face"] == "0" and by_file["noise.png"]["face"] == "none"
+    assert by_file["astronaut.jpg"]["face"] == "1" and by_file["noise.png"]["face"] == "none"
     assert by_file["noise.png"]["box"] == "0,0,80,80"
     assert by_file["broken.jpg"]["error"] and by_file["broken.jpg"]["fake_probability"] == ""
     expected = load_detector(model_dir).predict([str(image_tree / "astronaut.jpg")])[0].fake_probability
@@ -66,6 +66,30 @@ def test_json_with_two_models_and_ensemble(image_tree: Path, model_dir: Path, se
     for row in rows:
         assert row["inconclusive"] == (abs(row["fake_probability"] - row["threshold"]) < 0.1)
         assert row["verdict"] == ("fake" if row["fake_probability"] >= row["threshold"] else "real")
+
+
+def test_unreadable_inputs_are_said_on_stderr_and_exit_1(image_tree: Path, model_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """A missing path or a corrupt file is a row with its error, a line on stderr and exit status 1; the CSV's
+    place is said; the progress bar counts images."""
+    output = tmp_path / "out.csv"
+    missing = tmp_path / "no-such-photo.jpg"
+    args = [str(image_tree / "astronaut.jpg"), str(missing), str(image_tree / "nested"), "--model", str(model_dir)]
+    assert main([*args, "--output", str(output)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {missing}:" in err and "broken.jpg" in err and "2 of 4 inputs could not be read" in err
+    assert f"wrote 4 rows (4 images) to {output.resolve()}" in err
+    assert "4/4" in err and "image" in err and "batch" not in err
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(output.open())}
+    assert rows["no-such-photo.jpg"]["error"] and rows["astronaut.jpg"]["error"] == ""
+    assert main([str(image_tree / "astronaut.jpg"), "--model", str(model_dir), "--output", str(output)]) == 0
+
+
+def test_usage_names_the_installed_command(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: deepfake-detect ")
 
 
 def test_usage_errors_exit_2(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -107,13 +131,13 @@ def test_output_folder_is_made_first_and_an_unwritable_one_fails_before_scoring(
 @pytest.mark.slow
 def test_two_processes_give_the_same_output(image_tree: Path, model_dir: Path, tmp_path: Path) -> None:
     single, double = tmp_path / "one.json", tmp_path / "two.json"
-    assert main([str(image_tree), "--model", str(model_dir), "--output", str(single)]) == 0
+    assert main([str(image_tree), "--model", str(model_dir), "--output", str(single)]) == 1  # broken.jpg
     done = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hub_utils.detect", str(image_tree),
          "--model", str(model_dir), "--output", str(double)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 1 and "broken.jpg" in done.stderr, done.stderr[-3000:]
     one, two = json.loads(single.read_text()), json.loads(double.read_text())
     assert [r["path"] for r in one] == [r["path"] for r in two]
     for a, b in zip(one, two):
