@@ -34,13 +34,47 @@ FAMILIES = {
                   "stable_diffusion_2_1", "arc2face"],
 }
 GENERATOR_PREFIX = "generator="  # a left-out name that names generators rather than a family or a source
+# Every diffusion-era generator of ../shared/data/faces (the `diffusion` family's eight among them): latent and pixel
+# diffusion, identity-conditioned and LoRA-tuned Stable Diffusion, diffusion face datasets, and the text-to-image
+# models of the same era built otherwise (Infinity: bitwise autoregressive; HART: autoregressive with a residual
+# diffusion). tests/test_leave_one_out.py holds that every fake generator there is in it or named as older.
+DIFFUSION_ERA = [
+    "stable_diffusion_1_5", "sd15_deepfakeface", "wplus_adapter_sd15", "facechain_sd15_lora", "arc2face",
+    "stable_diffusion_2_1", "sd2_base_txt2img", "sd2_depth2img", "sdxl", "storymaker_sdxl", "flux1", "flux1_pro",
+    "flux1_dev", "flux1_schnell", "dalle3", "collaborative_diffusion", "collaborative_diffusion_edit",
+    "collaborative_diffusion_freeu", "ilvr_ddpm_ffhq", "dcface_ddpm_uncond", "idiff_face", "pixart_alpha_20step",
+    "pixart_alpha_dmd_1step", "pixart_alpha_lcm_2step", "pixart_alpha_lcm_4step", "hunyuanimage_2_1",
+    "hunyuandit_controlnet_pose", "kandinsky_2_1", "kandinsky_2_2", "stable_cascade", "deepfloyd_if", "hidream_i1",
+    "infinity_2b", "infinity_8b", "hart",
+]
+# Named left-out groups beside the families, as `--exclude` rules: today's generators, and each real collection
+# added on 2026-12-07 (its reals; the test split's fakes complete it).
+GROUPS = {
+    "sd15_lora_portraits": ["generator=facechain_sd15_lora"],
+    "diffusion_era": [f"generator={g}" for g in DIFFUSION_ERA],
+    "synthetic_face_datasets": ["generator=dcface_ddpm_uncond", "generator=idiff_face", "generator=digiface_render"],
+    "aflw2000": ["generator=aflw2000", "generator=aflw2000_crop224"],
+    "video_frames": ["generator=voxceleb2_frame_crop", "generator=video_frame"],
+    "celeba_in_the_wild": ["generator=celeba_wild"],
+    "tv_stills": ["generator=tv_still_face_crop", "generator=tv_debate_still"],
+    "stock_photos": ["generator=stock_photo"],
+    "makeup_photos": ["generator=mt_makeup_dataset"],
+    "press_photos": ["generator=press_photo", "generator=web_celebrity_photo_aligned"],
+    "old_photo_scans": ["generator=scanned_old_photo"],
+}
+# Names that stand for several groups, one run each.
+GROUP_SETS = {"modern_fakes": ["sd15_lora_portraits", "diffusion_era", "synthetic_face_datasets"],
+              "new_reals": ["aflw2000", "video_frames", "celeba_in_the_wild", "tv_stills", "stock_photos",
+                            "makeup_photos", "press_photos", "old_photo_scans"]}
 
 
 def exclusion_rules(name: str) -> list[str]:
-    """`--exclude` rules for a family name (its generators), `generator=A+B` (those generators) or `A+B` (those
-    sources, each with its reals and its fakes)."""
+    """`--exclude` rules for a family name (its generators), a named group (`GROUPS`), `generator=A+B` (those
+    generators) or `A+B` (those sources, each with its reals and its fakes)."""
     if name in FAMILIES:
         return [f"generator={g}" for g in FAMILIES[name]]
+    if name in GROUPS:
+        return GROUPS[name]
     if name.startswith(GENERATOR_PREFIX):
         return [f"generator={g}" for g in name.removeprefix(GENERATOR_PREFIX).split("+")]
     return [f"source={s}" for s in name.split("+")]

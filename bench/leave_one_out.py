@@ -5,9 +5,12 @@
     python -m bench.leave_one_out --families --sources rees451_lfw --augment downscale_p=0.3 jpeg_p=0.3 --epochs 2
     python -m bench.leave_one_out --families --generators stylegan attgan flux1_pro+flux1_dev+flux1_schnell --epochs 2
     python -m bench.leave_one_out --families --sources zoya2244_140k_subset+eyesthat_game --epochs 2
+    python -m bench.leave_one_out --families --groups modern_fakes new_reals --epochs 2
 
 For each left-out family, source or group (`--generators A+B`: the rest of their family still trains; `--sources A+B`:
-every image of those sources, reals included) and each preprocessing mode, a small EfficientNet-Lite0 (160 px) is
+every image of those sources, reals included; `--groups NAME`: a named group of `bench.common.GROUPS`, such as every
+diffusion-era generator or one real collection, or a set of them in `GROUP_SETS`, one run per group) and each
+preprocessing mode, a small EfficientNet-Lite0 (160 px) is
 trained through `training.train` with those images excluded from training and validation; it is then scored through
 the one inference path, after neutral re-encoding, on every left-out image (none was seen), completed by the test
 split's images of the class that the left-out images lack (a generator family has no reals; a real-only source no
@@ -36,6 +39,8 @@ import numpy as np
 from bench.common import (
     FAMILIES,
     GENERATOR_PREFIX,
+    GROUP_SETS,
+    GROUPS,
     TABLE_EPOCHS,
     every_row,
     exclusion_rules,
@@ -171,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--generators", nargs="+", default=[], metavar="NAME[+NAME...]",
                         help="generators to leave out while the rest of their family trains, one run per item; "
                              "A+B leaves both out in one run")
+    parser.add_argument("--groups", nargs="+", default=[], choices=[*GROUPS, *GROUP_SETS], metavar="NAME",
+                        help="named groups to leave out, one run each: "
+                             f"{', '.join(GROUPS)}; or a set of them: "
+                             + "; ".join(f"{name} ({', '.join(groups)})" for name, groups in GROUP_SETS.items()))
     parser.add_argument("--config", type=Path,
                         help="train this recipe (a training.train config file) instead of the small Lite0 at 160 px")
     parser.add_argument("--modes", nargs="+", choices=MODES,
@@ -199,7 +208,7 @@ def check_left_out(names: list[str], data: list[str]) -> None:
     every, _ = every_row(TrainConfig(data=data))
     for name in names:
         rules = exclusion_rules(name)
-        groups = [rules] if name in FAMILIES else [[rule] for rule in rules]
+        groups = [rules] if name in FAMILIES or name in GROUPS else [[rule] for rule in rules]
         for group in groups:
             if not rule_mask(every, group).any():
                 raise ValueError(f"{' / '.join(group)} matches no image of {', '.join(data)}. Generators there: "
@@ -207,10 +216,16 @@ def check_left_out(names: list[str], data: list[str]) -> None:
                                  f"{', '.join(sorted(set(every['source'])))}.")
 
 
+def left_out_names(args: argparse.Namespace) -> list[str]:
+    """One name per run: the families, the sources, the generators and the named groups (sets expanded)."""
+    groups = [group for name in args.groups for group in GROUP_SETS.get(name, [name])]
+    return args.families + args.sources + [GENERATOR_PREFIX + item for item in args.generators] + groups
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    names = args.families + args.sources + [GENERATOR_PREFIX + item for item in args.generators]
+    names = left_out_names(args)
     try:  # usage errors, before any training: a bad --augment item, --config file or left-out name, unloadable --data
         parse_settings(args.augment)
         modes = args.modes or [recipe(args).preprocessing]

@@ -7,7 +7,7 @@ files as they are (raw) and once after the neutral re-encoding that the evaluati
 protocol it must sit at chance: otherwise size or format, not the face, would decide. Re-encoding alone leaves the
 sources' processing history in the bytes per pixel (a 250 px JPEG upscaled to 256 compresses unlike a 1024 px one
 downscaled), so the protocol's trusted subset is the processing-matched sources (real and fake files of one source
-with the same size and format, `training.data.processing_matched_sources`), audited the same way.
+with the same size and format, `training.quality.processing_matched_sources`), audited the same way.
 """
 from __future__ import annotations
 
@@ -21,15 +21,10 @@ from PIL import Image
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from training.data import (
-    DataError,
-    drop_unusable,
-    load_sources,
-    processing_matched_sources,
-    raw_image_bytes,
-    split_dataset,
-)
+from training.data import DataError, load_sources, raw_image_bytes
 from training.perturb import NEUTRAL_QUALITY, neutral_reencode
+from training.quality import drop_unusable, processing_matched_sources
+from training.split import split_dataset
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 

@@ -1,10 +1,9 @@
-"""Tests for training.data: every source layout, splits, problem scanning, and the describe and faces commands of
-training.prepare."""
+"""Tests for training.data: every source layout (folder trees with and without a manifest, challenge zips, Hub
+datasets, streaming) and the near-duplicate keys it gives."""
 
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -15,8 +14,9 @@ import pytest
 from PIL import Image
 
 from hub_utils.constants import LABEL_NAMES
-from training import data, prepare
-from training.data import FEATURES, DataError, load_source, split_dataset
+from training import data
+from training.data import FEATURES, DataError, load_source
+from training.split import split_dataset
 
 FACES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "faces"
 
@@ -39,10 +39,8 @@ def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    """`mysrc/<real|fake>/<generator>/...` with a duplicate, a near-duplicate, grid tiles, a corrupt and a tiny file."""
-    root = tmp_path / "mysrc"
+def write_tree(root: Path) -> Path:
+    """`root/<real|fake>/<generator>/...` with a duplicate, a near-duplicate, grid tiles, a corrupt and a tiny file."""
     for i in range(6):
         write(root / "real" / "cam" / f"r{i}.png", smooth_image(i))
         write(root / "fake" / "gan" / f"f{i}.png", smooth_image(100 + i))
@@ -55,6 +53,11 @@ def tree(tmp_path: Path) -> Path:
     write(root / "real" / "cam" / "tiny.png", smooth_image(400, size=20))
     (root / "real" / "cam" / "notes.txt").write_text("not an image")
     return root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return write_tree(tmp_path / "mysrc")
 
 
 def test_features_and_labels_are_the_shared_contract():
@@ -90,20 +93,6 @@ def test_multi_source_tree_uses_manifest(tmp_path: Path):
     assert rows["a/real/cam/x.png"]["source"] == "a"
     tile = rows["b/fake/gen/grid_r02_c05.png"]
     assert (tile["generator"], tile["group"]) == ("stylegan", "b/grid/row3")
-
-
-def test_processing_matched_sources(tmp_path: Path):
-    """A source is matched when its real and fake files share their usual size and format; one-label sources never."""
-    for i in range(3):
-        write(tmp_path / "same" / "real" / "cam" / f"r{i}.png", smooth_image(i))
-        write(tmp_path / "same" / "fake" / "gan" / f"f{i}.png", smooth_image(10 + i))
-        write(tmp_path / "sizes" / "real" / "cam" / f"r{i}.jpg", smooth_image(20 + i, size=48), quality=90)
-        write(tmp_path / "sizes" / "fake" / "gan" / f"f{i}.jpg", smooth_image(30 + i, size=96), quality=90)
-        write(tmp_path / "formats" / "real" / "cam" / f"r{i}.jpg", smooth_image(40 + i), quality=90)
-        write(tmp_path / "formats" / "fake" / "gan" / f"f{i}.png", smooth_image(50 + i))
-        write(tmp_path / "reals" / "real" / "cam" / f"r{i}.png", smooth_image(60 + i))
-    write(tmp_path / "same" / "fake" / "gan" / "odd.jpg", smooth_image(70, size=80))  # a minority kind is allowed
-    assert data.processing_matched_sources(load_source(str(tmp_path))) == ["same"]
 
 
 def test_group_key_pairs_inputs_with_their_edits():
@@ -225,83 +214,6 @@ def test_hub_string_label_that_is_not_real_or_fake_raises(monkeypatch):
         load_source("user/cats")
 
 
-def test_scan_problems_and_drop(tree: Path):
-    ds = load_source(str(tree))
-    problems = {p["path"]: p["reason"] for p in data.scan_problems(ds)}
-    assert problems["mysrc/fake/gan/broken.jpg"].startswith("undecodable")
-    assert problems["mysrc/real/cam/tiny.png"].startswith("too small: 20x20")
-    assert problems["mysrc/real/cam/r0.png"] == "duplicate of mysrc/real/cam/dup.png"
-    assert len(problems) == 3
-    assert len(data.drop_unusable(ds)) == len(ds) - 3
-
-
-def synthetic_rows(n_per_stratum: int = 60) -> list[tuple[int, str, str]]:
-    """(label, generator, name) of two real and two fake strata plus a 3-image stratum."""
-    rows = []
-    strata = [(0, "cam"), (0, "scan"), (1, "gan"), (1, "diffusion")]
-    for label, generator in strata:
-        rows += [(label, generator, f"{generator}{i}") for i in range(n_per_stratum)]
-    rows += [(1, "rare", f"rare{i}") for i in range(3)]
-    return rows
-
-
-@pytest.fixture
-def split_source(tmp_path: Path) -> datasets.Dataset:
-    for seed, (label, generator, name) in enumerate(synthetic_rows()):
-        write(tmp_path / "src" / LABEL_NAMES[label] / generator / f"{name}.png", smooth_image(seed))
-    # near-duplicates: a re-encoded copy under another name, exact copies, and grid tiles of one row
-    write(tmp_path / "src" / "real" / "cam" / "cam0_copy.jpg", smooth_image(0), quality=95)
-    (tmp_path / "src" / "real" / "cam" / "cam1_same.png").write_bytes(
-        (tmp_path / "src" / "real" / "cam" / "cam1.png").read_bytes()
-    )
-    for col in range(4):
-        write(tmp_path / "src" / LABEL_NAMES[col > 0] / "grid" / f"fig_r01_c{col:02d}.png", smooth_image(1000 + col))
-    return load_source(str(tmp_path / "src"))
-
-
-def test_split_invariants(split_source: datasets.Dataset):
-    splits = split_dataset(split_source, seed=0)
-    assert list(splits) == ["train", "validation", "test"]
-    assert sum(len(s) for s in splits.values()) == len(split_source) - 1  # one exact duplicate dropped
-    for column in ("path", "group"):
-        sides = [set(splits[name][column]) for name in splits]
-        assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2]), column
-    where = {path: name for name in splits for path in splits[name]["path"]}
-    assert where["src/real/cam/cam0.png"] == where["src/real/cam/cam0_copy.jpg"]
-    assert len({where[f"src/{LABEL_NAMES[c > 0]}/grid/fig_r01_c{c:02d}.png"] for c in range(4)}) == 1
-    for generator in ("cam", "scan", "gan", "diffusion"):
-        counts = Counter(name for name in splits for g in splits[name]["generator"] if g == generator)
-        total = sum(counts.values())
-        assert abs(counts["train"] - 0.8 * total) <= 2 and abs(counts["test"] - 0.1 * total) <= 2, (generator, counts)
-    rare = [name for name in splits for g in splits[name]["generator"] if g == "rare"]
-    assert len(rare) == 3 and rare.count("train") >= 1
-
-
-def test_split_is_deterministic_and_seeded(split_source: datasets.Dataset):
-    first = split_dataset(split_source, seed=3)
-    again = split_dataset(split_source, seed=3)
-    other = split_dataset(split_source, seed=4)
-    assert all(first[name]["path"] == again[name]["path"] for name in first)
-    assert any(first[name]["path"] != other[name]["path"] for name in first)
-
-
-def test_split_rejects_bad_fractions(split_source: datasets.Dataset):
-    with pytest.raises(DataError, match="fractions"):
-        split_dataset(split_source, fractions=(0.9, 0.1))
-
-
-def test_describe_cli(tree: Path, tmp_path: Path, capsys):
-    output = tmp_path / "out" / "describe.json"
-    prepare.main(["describe", str(tree), "--output", str(output), "--split-seed", "1"])
-    report = json.loads(output.read_text())
-    assert {"total", "skipped", "splits"} <= set(report)
-    assert report["total"] == 19 and len(report["skipped"]) == 3
-    assert set(report["splits"]) == {"train", "validation", "test"}
-    assert sum(sum(c.values()) for c in report["splits"].values()) == 16
-    assert "real/cam" in report["splits"]["train"]
-    assert "label/generator" in capsys.readouterr().out
-
-
 def test_real_faces_groups_tiles_and_pairs():
     if not (FACES / "MANIFEST.tsv").is_file():
         pytest.skip(f"real faces not available at {FACES} (see shared/data/README.md)")
@@ -322,25 +234,3 @@ def test_real_faces_groups_tiles_and_pairs():
         assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
 
 
-def test_faces_cli_fills_the_cache_training_reads(tmp_path: Path, astronaut: Image.Image, capsys):
-    from hub_utils.faces import FaceFinder
-    from training.dataset import image_of
-    from training.perturb import neutral_reencode
-
-    root = tmp_path / "src"
-    write(root / "real" / "cam" / "astronaut.png", astronaut)
-    write(root / "fake" / "gan" / "noise.png", Image.fromarray(
-        np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)))
-    (root / "fake" / "gan" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    cache = tmp_path / "cache"
-    prepare.main(["faces", str(root), "--face-cache", str(cache)])
-    assert capsys.readouterr().out.startswith("1 unreadable, 1 with a face, 1 without a face")
-    assert len(list(cache.glob("*.json"))) == 4  # two readable images, as stored and neutrally re-encoded
-
-    cached = FaceFinder(cache)
-    cached._detect = lambda image: pytest.fail("the training loader's lookup missed the warmed cache")
-    rows = list(data.drop_unusable(load_source(str(root))))  # as training gets them
-    faces = {Path(row["path"]).name: cached.find(image_of(row)) for row in rows}
-    assert len(faces["astronaut.png"]) == 1 and faces["noise.png"] == []
-    for row in rows:
-        cached.find(neutral_reencode(image_of(row)))

@@ -12,10 +12,11 @@ from hub_utils import load_detector
 from hub_utils.ensemble import load_ensemble
 from tests.conftest import make_model_folder
 from tests.test_train import write_generated_tree
-from training.data import load_sources, processing_matched_sources
+from training.data import load_sources
 from training.evaluate import main
 from training.evaluation import evaluate
 from training.perturb import neutral_reencode
+from training.quality import processing_matched_sources
 
 REPORT_KEYS = {"n", "accuracy", "balanced_accuracy", "roc_auc", "average_precision", "eer", "threshold", "per_class",
                "confusion_matrix", "per_generator", "per_source", "per_perturbation", "majority_baseline"}

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.common import GENERATOR_PREFIX, exclusion_rules
+from bench.common import DIFFUSION_ERA, FAMILIES, GENERATOR_PREFIX, GROUP_SETS, GROUPS, exclusion_rules, rule_mask
 from bench.leave_one_out import (
     build_parser,
     held_out_rows,
+    left_out_names,
     main,
     parse_settings,
     row_key,
@@ -21,7 +22,14 @@ from bench.leave_one_out import (
     variant_of,
 )
 from training.config import TrainConfig
+from training.data import load_source
 from training.pipeline import build_splits
+
+# The fake generators of ../shared/data/faces from before the diffusion era, or made without a generative network
+OLDER_FAKES = {"stylegan", "stylegan2", "stylegan3", "stylegan_family_unverified", "stylegan2_ffhq",
+               "stylegan2_e4e_inversion", "stylegan2_100shot_obama", "stylegan2_diffaugment_100shot_obama",
+               "styleswin_ffhq", "pggan_reimpl", "attgan", "stargan", "elegant", "gdwct", "vqgan_transformer_faceshq",
+               "faceswap", "digiface_render"}
 
 
 def write_noise_source(root: Path, source: str, labels: tuple[str, ...], seed: int) -> None:
@@ -49,6 +57,33 @@ def test_rules_name_a_family_by_its_generators_and_anything_else_as_a_source() -
     assert exclusion_rules("generator=stylegan") == ["generator=stylegan"]  # the generator, not the family
     assert exclusion_rules("generator=flux1_pro+flux1_dev") == ["generator=flux1_pro", "generator=flux1_dev"]
     assert exclusion_rules("studio+phone") == ["source=studio", "source=phone"]
+
+
+def test_named_groups_match_the_real_faces_and_cover_every_diffusion_era_generator(faces_dir: Path) -> None:
+    rows = load_source(str(faces_dir)).select_columns(["label", "generator", "source"])
+    labels, generators = np.asarray(rows["label"]), np.asarray(rows["generator"])
+    for name, rules in GROUPS.items():
+        for rule in rules:
+            assert rule_mask(rows, [rule]).any(), f"{name}: {rule} matches no image of {faces_dir}"
+        kind = {1} if name in GROUP_SETS["modern_fakes"] else {0}
+        assert set(labels[rule_mask(rows, rules)]) == kind, name
+    assert set(generators[labels == 1]) - OLDER_FAKES == set(DIFFUSION_ERA)  # a new generator must be placed
+    assert set(FAMILIES["diffusion"]) <= set(DIFFUSION_ERA)
+    assert sorted(GROUPS) == sorted(group for groups in GROUP_SETS.values() for group in groups)
+
+
+def test_named_groups_and_their_sets_are_runs_of_the_cli(two_sources: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    args = build_parser().parse_args(["--families", "--groups", "new_reals", "diffusion_era", "--runs", str(tmp_path)])
+    assert left_out_names(args) == [*GROUP_SETS["new_reals"], "diffusion_era"]
+    config = run_config("diffusion_era", "resize", args)
+    assert config.exclude == exclusion_rules("diffusion_era") and "generator=storymaker_sdxl" in config.exclude
+    assert Path(config.output) == tmp_path / "diffusion_era-resize"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--groups", "diffusion"])  # a family, given with --families
+    with pytest.raises(SystemExit) as usage_error:
+        main(["--data", str(two_sources), "--families", "--groups", "old_photo_scans", "--runs", str(tmp_path)])
+    assert usage_error.value.code == 2 and "generator=scanned_old_photo matches no image" in capsys.readouterr().err
 
 
 def test_a_left_out_generator_group_runs_once_and_names_its_folder(tmp_path: Path) -> None:

@@ -1,31 +1,25 @@
-"""Load face images from folder trees, challenge zips or the Hub into one `datasets` schema, and split them.
+"""Load face images from folder trees, challenge zips or the Hub into one `datasets` schema.
 
 Every loader yields the columns of `FEATURES`; labels are `real` = 0 and `fake` = 1 everywhere. The `group`
-column is the near-duplicate key that `split_dataset` keeps on one side of a split.
+column is the near-duplicate key that `training.split.split_dataset` keeps on one side of a split.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import re
 import zipfile
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
-from PIL import Image
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from hub_utils.constants import LABEL_NAMES
 from hub_utils.hub import is_hub_id
-from hub_utils.images import IMAGE_SUFFIXES, PHOTO_FORMATS
+from hub_utils.images import IMAGE_SUFFIXES
 
 FEATURES = datasets.Features(
     {
@@ -37,9 +31,6 @@ FEATURES = datasets.Features(
         "group": datasets.Value("string"),
     }
 )
-SPLIT_NAMES = ("train", "validation", "test")
-MIN_SIDE = 32
-NEAR_DUPLICATE_DISTANCE = 3  # dHash bits; 3 caught every true pair in ../shared/data/faces, 4 added false ones
 MANIFEST_NAME = "MANIFEST.tsv"
 UNKNOWN = "unknown"
 
@@ -47,6 +38,8 @@ _TILE_RE = re.compile(r"^(?P<figure>.+)_r(?P<row>\d+)_c\d+$")
 _NOTE_ROW_RE = re.compile(r"SLICE of grid \(row (?P<row>\d+)")
 _PAIR_RE = re.compile(r"^(?P<stem>.*)_(?:ori|tar)(?P<index>\d+)$")
 _CHALLENGE_ZIP_RE = re.compile(r"^(?P<label>[01])-(?P<generator>.+)\.zip$", re.IGNORECASE)
+
+
 class DataError(ValueError):
     """A source cannot be loaded or split as asked."""
 
@@ -288,220 +281,6 @@ def _load_hub(source: str, streaming: bool) -> datasets.Dataset | datasets.Itera
     return _standardize(datasets.concatenate_datasets(parts), name)
 
 
-# ----------------------------------------------------------------------------------------------- inspection
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What one pass over an image's bytes tells: content hash, perceptual hash and why it is unusable."""
-
-    sha256: str
-    dhash: int | None
-    problem: str | None
-
-
-def _dhash(image: Image.Image) -> int:
-    """64-bit difference hash: is each of 8x9 grey cells brighter than its left neighbour."""
-    cells = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
-    return int(np.packbits(cells[:, 1:] > cells[:, :-1]).view(">u8")[0])
-
-
-def inspect_image(data: bytes, min_side: int = MIN_SIDE) -> ImageInfo:
-    """Hash `data` and decode it (at reduced JPEG scale) to check it is a usable image."""
-    sha = hashlib.sha256(data).hexdigest()
-    try:
-        with Image.open(io.BytesIO(data), formats=PHOTO_FORMATS) as image:
-            width, height = image.size
-            image.draft("RGB", (64, 64))
-            image.load()
-            dhash = _dhash(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        return ImageInfo(sha, None, f"undecodable: {error}")
-    problem = f"too small: {width}x{height} (short side under {min_side} px)" if min(width, height) < min_side else None
-    return ImageInfo(sha, dhash, problem)
-
-
 def raw_image_bytes(image: dict[str, Any]) -> bytes:
     """The file bytes of an undecoded `datasets` image cell (`{"bytes", "path"}`): its bytes, else its file's."""
     return image["bytes"] if image.get("bytes") else Path(image["path"]).read_bytes()
-
-
-def _readable_bytes(image: dict[str, Any]) -> bytes:
-    """`raw_image_bytes`, or nothing when the file cannot be read (the scan reports it as undecodable)."""
-    try:
-        return raw_image_bytes(image)
-    except OSError:
-        return b""
-
-
-def inspect_dataset(ds: datasets.Dataset, min_side: int = MIN_SIDE) -> list[ImageInfo]:
-    """`inspect_image` for every row, reading raw bytes without decoding through `datasets`."""
-    raw = ds.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
-    return [inspect_image(_readable_bytes(row["image"]), min_side) for row in raw]
-
-
-def scan_problems(ds: datasets.Dataset, infos: list[ImageInfo] | None = None) -> list[dict[str, Any]]:
-    """Rows that training cannot use (undecodable, too small) or that repeat earlier bytes, as {index, path, reason}."""
-    infos = inspect_dataset(ds) if infos is None else infos
-    paths = ds["path"]
-    first_path: dict[str, str] = {}
-    problems = []
-    for index, (info, path) in enumerate(zip(infos, paths)):
-        reason = info.problem
-        if reason is None and info.sha256 in first_path:
-            reason = f"duplicate of {first_path[info.sha256]}"
-        first_path.setdefault(info.sha256, path)
-        if reason:
-            problems.append({"index": index, "path": path, "reason": reason})
-    return problems
-
-
-def drop_unusable(ds: datasets.Dataset, problems: list[dict[str, Any]] | None = None) -> datasets.Dataset:
-    """`ds` without the rows `scan_problems` reports."""
-    problems = scan_problems(ds) if problems is None else problems
-    bad = {problem["index"] for problem in problems}
-    return ds.select([i for i in range(len(ds)) if i not in bad])
-
-
-def processing_matched_sources(ds: datasets.Dataset) -> list[str]:
-    """Sources holding both labels whose real and fake files share their most common size and format.
-
-    There, file size and format cannot tell the label, so a detector's score on them is free of those shortcuts.
-    """
-    raw = ds.select_columns(["image", "label", "source"]).cast_column("image", datasets.Image(decode=False))
-    kinds: dict[tuple[str, int], Counter] = {}
-    for row in raw:
-        try:
-            with Image.open(io.BytesIO(_readable_bytes(row["image"]))) as image:
-                kind = (image.size, image.format)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            continue
-        kinds.setdefault((row["source"], row["label"]), Counter())[kind] += 1
-    return sorted(source for source, label in kinds if label == 1 and (source, 0) in kinds
-                  and kinds[source, 0].most_common(1)[0][0] == kinds[source, 1].most_common(1)[0][0])
-
-
-# ----------------------------------------------------------------------------------------------- splitting
-
-
-def _near_duplicate_edges(hashes: list[int | None], distance: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i < j) whose dHashes differ in at most `distance` bits."""
-    known = np.array([i for i, h in enumerate(hashes) if h is not None], dtype=np.int64)
-    values = np.array([hashes[i] for i in known], dtype=np.uint64)
-    rows, cols = [], []
-    chunk = max(1, 2**24 // max(1, len(values)))
-    for start in range(0, len(values), chunk):
-        block = np.bitwise_count(values[start : start + chunk, None] ^ values[None, :]) <= distance
-        i, j = np.nonzero(block)
-        i += start
-        keep = i < j
-        rows.append(known[i[keep]])
-        cols.append(known[j[keep]])
-    empty = np.zeros(0, dtype=np.int64)
-    return (np.concatenate(rows) if rows else empty), (np.concatenate(cols) if cols else empty)
-
-
-def near_duplicate_components(groups: Sequence[str], hashes: list[int | None], distance: int) -> np.ndarray:
-    """Component id per row: rows sharing a `group` key or a near-identical dHash are joined transitively."""
-    n = len(groups)
-    first: dict[str, int] = {}
-    key_rows = np.array([first.setdefault(g, i) for i, g in enumerate(groups)], dtype=np.int64)
-    hash_rows, hash_cols = _near_duplicate_edges(hashes, distance)
-    rows = np.concatenate([np.arange(n), hash_rows])
-    cols = np.concatenate([key_rows, hash_cols])
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
-
-
-def _assign_splits(components: np.ndarray, strata: list[tuple], fractions: Sequence[float], seed: int) -> np.ndarray:
-    """Split index per row: whole components, stratified by each component's majority stratum.
-
-    Within a stratum the shuffled components are laid on [0, 1) by their image counts, shifted by a random
-    offset, and each goes to the split whose fraction interval holds its midpoint (systematic sampling). A
-    stratum of n images so gets round(n * fraction) of them per split, up to one component; a stratum smaller
-    than 1 / fraction gets an image in that split only with probability n * fraction (3 images at 0.8/0.1/0.1:
-    all train with probability 0.4, otherwise one in validation or test), so totals stay right on average.
-    """
-    rng = np.random.default_rng(seed)
-    members: dict[int, list[int]] = {}
-    for row, component in enumerate(components):
-        members.setdefault(int(component), []).append(row)
-    by_stratum: dict[tuple, list[int]] = {}
-    for component, rows in members.items():
-        majority = min(Counter(strata[r] for r in rows).most_common(), key=lambda kv: (-kv[1], kv[0]))[0]
-        by_stratum.setdefault(majority, []).append(component)
-    bounds = np.cumsum(fractions) / np.sum(fractions)
-    split_of_component: dict[int, int] = {}
-    for stratum in sorted(by_stratum):
-        chosen = [by_stratum[stratum][i] for i in rng.permutation(len(by_stratum[stratum]))]
-        sizes = np.array([len(members[c]) for c in chosen], dtype=float)
-        midpoints = (np.cumsum(sizes) - sizes / 2) / sizes.sum()
-        positions = (midpoints + rng.random()) % 1.0
-        splits = np.minimum(np.searchsorted(bounds, positions, side="right"), len(bounds) - 1)
-        split_of_component.update(zip(chosen, splits.tolist()))
-    return np.array([split_of_component[int(c)] for c in components], dtype=np.int64)
-
-
-def split_dataset(
-    ds: datasets.Dataset,
-    *,
-    seed: int = 0,
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE,
-) -> datasets.DatasetDict:
-    """Deduplicated train/validation/test split, stratified by (label, generator), near-duplicates kept together.
-
-    Rows with identical bytes keep the first; rows sharing a `group` key or a dHash within
-    `near_duplicate_distance` bits form one component that goes whole to one split, and the returned `group`
-    column holds that component's key. Undecodable rows are kept (use `drop_unusable` first). No class balancing.
-    """
-    if len(fractions) != len(SPLIT_NAMES) or min(fractions) < 0 or sum(fractions) <= 0:
-        raise DataError(f"fractions must be three non-negative numbers for {SPLIT_NAMES}, got {fractions!r}.")
-    infos = inspect_dataset(ds)
-    seen: set[str] = set()
-    unique = [i for i, info in enumerate(infos) if not (info.sha256 in seen or seen.add(info.sha256))]
-    ds = ds.select(unique)
-    groups, labels, generators = ds["group"], ds["label"], ds["generator"]
-    components = near_duplicate_components(groups, [infos[i].dhash for i in unique], near_duplicate_distance)
-    representative: dict[int, str] = {}
-    merged = [representative.setdefault(int(c), g) for c, g in zip(components, groups)]
-    ds = ds.remove_columns("group").add_column("group", merged).cast(FEATURES)
-    splits = _assign_splits(components, list(zip(labels, generators)), fractions, seed)
-    return datasets.DatasetDict(
-        {name: ds.select(np.flatnonzero(splits == index)) for index, name in enumerate(SPLIT_NAMES)}
-    )
-
-
-# ----------------------------------------------------------------------------------------------- describe
-
-
-def split_counts(splits: datasets.DatasetDict) -> dict[str, dict[str, int]]:
-    """{split: {"<label name>/<generator>": count}}."""
-    return {
-        name: dict(sorted(Counter(f"{LABEL_NAMES[label]}/{generator}"
-                                  for label, generator in zip(part["label"], part["generator"])).items()))
-        for name, part in splits.items()
-    }
-
-
-def describe(sources: Sequence[str], *, split_seed: int = 0, **load_kwargs: Any) -> dict[str, Any]:
-    """Load, drop unusable or duplicate rows, split and count: the report of `python -m training.prepare describe`."""
-    ds = load_sources(sources, **load_kwargs)
-    problems = scan_problems(ds)
-    splits = split_dataset(drop_unusable(ds, problems), seed=split_seed)
-    skipped = [{"path": p["path"], "reason": p["reason"]} for p in problems]
-    return {"sources": list(sources), "split_seed": split_seed, "total": len(ds), "skipped": skipped,
-            "splits": split_counts(splits)}
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """Counts per label/generator and split as a text table."""
-    keys = sorted({key for counts in report["splits"].values() for key in counts})
-    width = max([len(k) for k in keys] + [len("label/generator")])
-    lines = [f"{'label/generator':<{width}} " + " ".join(f"{s:>10}" for s in SPLIT_NAMES)]
-    for key in keys + ["total"]:
-        counts = [sum(c.values()) if key == "total" else c.get(key, 0) for c in report["splits"].values()]
-        lines.append(f"{key:<{width}} " + " ".join(f"{c:>10}" for c in counts))
-    lines.append(f"{report['total']} rows loaded, {len(report['skipped'])} skipped")
-    lines += [f"  skipped {s['path']}: {s['reason']}" for s in report["skipped"]]
-    return "\n".join(lines)

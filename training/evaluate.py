@@ -20,8 +20,9 @@ import numpy as np
 from hub_utils.ensemble import ENSEMBLE_NAME, load_ensemble
 from hub_utils.model_folder import ModelFolderError
 from hub_utils.scoring import prepare_output
-from training.data import DataError, load_sources, processing_matched_sources
+from training.data import DataError, load_sources
 from training.evaluation import SUMMARY_KEYS, evaluate, select_split, skip_seen, update_card, write_ensemble
+from training.quality import processing_matched_sources
 from training.report import plot_evaluation
 
 

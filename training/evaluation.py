@@ -21,10 +21,12 @@ from hub_utils.card import write_model_card
 from hub_utils.constants import EVALUATION_NAME, SEEN_IMAGES_NAME
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble
 from training.calibrate import best_threshold
-from training.data import DataError, processing_matched_sources, split_dataset
+from training.data import DataError
 from training.dataset import image_of
 from training.deepfake_metrics import compute_metrics
 from training.perturb import iter_perturbations, neutral_reencode
+from training.quality import processing_matched_sources
+from training.split import split_dataset
 
 SUMMARY_KEYS = ("n", "accuracy", "balanced_accuracy", "roc_auc", "average_precision")
 

@@ -27,7 +27,9 @@ from tqdm import tqdm
 
 from hub_utils.constants import LABEL_NAMES
 from training.augment import AugmentConfig, TrainTransform, build_compose
-from training.data import FEATURES, DataError, drop_unusable, load_sources, raw_image_bytes, split_dataset
+from training.data import FEATURES, DataError, load_sources, raw_image_bytes
+from training.quality import drop_unusable
+from training.split import split_dataset
 
 EXPORT_FEATURES = datasets.Features({**FEATURES, "augmented": datasets.Value("bool"), "copy": datasets.Value("int32")})
 SETTINGS_NAME = "export.json"

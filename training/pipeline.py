@@ -36,12 +36,14 @@ from training.augment import build_train_transform
 from training.backbone import create_backbone
 from training.calibrate import fit_calibration, fold_temperature
 from training.config import TrainConfig
-from training.data import DataError, drop_unusable, load_sources, source_name, split_counts, split_dataset
+from training.data import DataError, load_sources, source_name
 from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_worker
 from training.deepfake_metrics import compute_metrics
 from training.frozen_head import train_frozen_head
 from training.perturb import neutral_reencode
+from training.quality import drop_unusable
 from training.report import plot_training_curves
+from training.split import split_counts, split_dataset
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_NAME = "state.pt"

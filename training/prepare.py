@@ -16,7 +16,8 @@ from pathlib import Path
 
 from training.augment import MODES, preview
 from training.config import TrainConfig
-from training.data import DataError, describe, format_table, load_sources
+from training.data import DataError, load_sources
+from training.split import describe, format_table
 
 
 def build_parser() -> argparse.ArgumentParser:
