@@ -7,8 +7,9 @@
 
 One row per image, face and model, the headline model's rows first (`headline` true: the model whose verdict leads,
 `models/defaults.json`'s headline or the first --model); `inconclusive` is true within 0.1 of the model's threshold.
-Faces are numbered from 1 (`none`: no face found, the whole image scored). Every input that could not be read (a
-missing path, a corrupt or non-image file) is a row with an `error` and a line on stderr. Exit status: 0 when every
+Faces are numbered from 1 (`none`: no face found, the whole image scored). The `provenance_*` columns say what
+the file declares about its origin (`hub_utils.provenance`); they never enter P(fake). Every input that could not be
+read (a missing path, a corrupt or non-image file) is a row with an `error` and a line on stderr. Exit status: 0 when every
 input was scored, 1 when some could not be read (the others are still written), 2 on usage errors.
 """
 from __future__ import annotations

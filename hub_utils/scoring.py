@@ -1,7 +1,8 @@
-"""Score image files for the command line and the evaluation: rows per image, face and model, written as CSV or JSON.
+"""Score image files for the command line: rows per image, face and model, written as CSV or JSON.
 
-`hub_utils.detect` (the CLI) and `training.evaluate` share these steps: expand folders into image files, check the
-output's folder before any scoring, score the files through `Ensemble.predict` and write the rows.
+`hub_utils.detect` (the CLI) expands folders into image files, checks the output's folder before any scoring (as
+`training.evaluate` does too), scores the files through `Ensemble.predict` and writes the rows, each with the file's
+provenance columns beside its score (never part of it; the evaluation's metrics never read them).
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from tqdm.auto import tqdm
 from .detector import ImageScore, is_inconclusive
 from .ensemble import ENSEMBLE_NAME, Ensemble
 from .images import IMAGE_SUFFIXES
+from .provenance import PROVENANCE_COLUMNS, read_provenance
 
 COLUMNS = ("path", "face", "box", "model", "headline", "fake_probability", "threshold", "verdict", "inconclusive",
-           "error")
+           "error", *PROVENANCE_COLUMNS)
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
@@ -46,9 +48,20 @@ def prepare_output(output: str) -> None:
         raise OSError(f"cannot write --output {output}: {folder} is not writable.")
 
 
-def rows_for(path: str, model: str, score: ImageScore, threshold: float, headline: bool) -> list[dict[str, Any]]:
-    """CSV/JSON rows of one image scored by one model (`headline`: the model whose verdict leads)."""
-    common = {"path": path, "model": model, "headline": headline, "threshold": round(threshold, 6)}
+def file_provenance(path: str) -> dict[str, str]:
+    """The provenance columns of a file, read from its bytes as stored; empty for a file that cannot be read."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return dict.fromkeys(PROVENANCE_COLUMNS, "")
+    return read_provenance(data).to_columns()
+
+
+def rows_for(path: str, model: str, score: ImageScore, threshold: float, headline: bool,
+             provenance: dict[str, str]) -> list[dict[str, Any]]:
+    """CSV/JSON rows of one image scored by one model (`headline`: the model whose verdict leads), with the file's
+    provenance columns beside the score."""
+    common = {"path": path, "model": model, "headline": headline, "threshold": round(threshold, 6), **provenance}
     if score.error:
         return [{**common, "face": "", "box": "", "fake_probability": "", "verdict": "", "inconclusive": "",
                  "error": score.error}]
@@ -68,8 +81,10 @@ def score_paths(ensemble: Ensemble, paths: Sequence[str], batch_size: int, face_
         for results in ensemble.predict_chunks(paths, paths, batch_size=batch_size, face_crop=face_crop):
             for result in results:
                 scores = [*result.members.items(), *([(ENSEMBLE_NAME, result.ensemble)] if with_ensemble else [])]
+                provenance = file_provenance(result.ensemble.name)
                 for model, score in sorted(scores, key=lambda item: item[0] != headline):
-                    rows.extend(rows_for(result.ensemble.name, model, score, thresholds[model], model == headline))
+                    rows.extend(rows_for(result.ensemble.name, model, score, thresholds[model], model == headline,
+                                         provenance))
             progress.update(len(results))
     return rows
 

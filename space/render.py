@@ -69,6 +69,9 @@ def verdict_markdown(result: dict[str, Any]) -> str:
     if untrained:
         lines.append(f"**Untrained model{'s' if len(untrained) > 1 else ''} ({', '.join(untrained)}): "
                      "these scores are meaningless.**")
+    if "provenance" in result:
+        lines.append(f"**What the file says about itself** (read from its metadata, not part of the verdict): "
+                     f"{result['provenance']['sentence']}")
     return "\n\n".join(lines)
 
 

@@ -25,6 +25,7 @@ from hub_utils.explain import GradCamExplainer, RegionExplanation
 from hub_utils.images import ImageError, ImageInput, load_image
 from hub_utils.model_folder import ModelFolderError
 from hub_utils.preprocess import input_size
+from hub_utils.provenance import PROVENANCE_COLUMNS, read_provenance
 
 from .uploads import NamedImage
 
@@ -128,13 +129,14 @@ class DetectorService:
             raise NoModelError("No detection model is installed on this server, so nothing can be checked.")
         return self.ensemble
 
-    def detect(self, image: ImageInput, name: str = "image") -> dict[str, Any]:
-        """The ensemble's verdict and each model's score for one image; raises `ImageError` for a bad image."""
-        result = self._require_models().predict([image], [name])[0]
-        if result.error:
-            raise ImageError(result.error)
+    def detect(self, data: bytes, name: str = "image") -> dict[str, Any]:
+        """The ensemble's verdict and each model's score for one image file's bytes, and, beside them, what the file
+        declares about its origin (`provenance`, never part of the score); raises `ImageError` for a bad image."""
+        ensemble = self._require_models()
+        image = load_image(data, name)  # decoded once, for the models and the watermark check
+        result = ensemble.predict([image], [name])[0]
         self._record_speed(result)
-        return self._result_json(result)
+        return {**self._result_json(result), "provenance": read_provenance(data, image).to_dict()}
 
     def _record_speed(self, result: EnsembleResult) -> None:
         """Each model's time per face on an image this server just scored."""
@@ -187,10 +189,11 @@ class DetectorService:
         rows: list[list[Any]] = []
         for start in range(0, len(images), BATCH_CHUNK):
             chunk = images[start:start + BATCH_CHUNK]
-            for result in ensemble.predict([i.data for i in chunk], [i.name for i in chunk]):
+            for image, result in zip(chunk, ensemble.predict([i.data for i in chunk], [i.name for i in chunk])):
                 if not result.error:
                     self._record_speed(result)
-                rows.extend(self._batch_rows(result))
+                provenance = list(read_provenance(image.data).to_columns().values())
+                rows.extend([*row, *provenance] for row in self._batch_rows(result))
             if report:
                 report(start + len(chunk), len(images))
         return self.batch_columns, rows
@@ -198,9 +201,9 @@ class DetectorService:
     @property
     def batch_columns(self) -> list[str]:
         """The batch table's columns: file, face (numbered from 1), each model's P(fake), the mean when it leads,
-        the headline's verdict and a note."""
+        the headline's verdict, a note, and what the file declares about its origin."""
         combined = [ENSEMBLE_NAME] if self.headline == ENSEMBLE_NAME else []
-        return ["file", "face", *[d.name for d in self.detectors], *combined, "verdict", "note"]
+        return ["file", "face", *[d.name for d in self.detectors], *combined, "verdict", "note", *PROVENANCE_COLUMNS]
 
     def _batch_rows(self, result: EnsembleResult) -> list[list[Any]]:
         name = result.ensemble.name

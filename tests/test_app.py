@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from bench.load import http_detect, start_app
 from hub_utils.detector import load_detector
@@ -27,7 +27,7 @@ from space import render
 from space.config import SpaceConfig, SpaceConfigError, load_space_config
 from space.service import DetectorService, NoModelError
 from space.ui import Handlers, build_demo
-from space.uploads import UploadError, take_batch, take_upload
+from space.uploads import NamedImage, UploadError, take_batch, take_upload
 from tests.conftest import make_model_folder as make_shared_model_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,7 +154,8 @@ def test_batch_expands_zips_and_enforces_limits(upload_dir):
 def test_detect_reports_each_model_as_its_detector_scores(service, model_folders):
     result = service.detect(ASTRONAUT.read_bytes(), "astronaut.jpg")
     assert set(result) == {"headline", "verdict", "fake_probability", "threshold", "inconclusive", "agreeing",
-                           "face_found", "faces", "models"}
+                           "face_found", "faces", "models", "provenance"}
+    assert result["provenance"]["claim"] == "none" and "says nothing either way" in result["provenance"]["sentence"]
     assert result["face_found"] and len(result["faces"]) == 1
     x0, y0, x1, y1 = result["faces"][0]["box"]
     assert 150 < x0 < x1 < 300 and 30 < y0 < y1 < 200  # the astronaut's face in the 512x512 picture
@@ -352,6 +353,41 @@ def test_server_lists_named_endpoints_only(client):
     assert [r["component"] for r in endpoints["/detect"]["returns"]] == ["Json"]  # the pictures are not in the API
 
 
+def webui_png(pixels: Image.Image) -> bytes:
+    """`pixels` as a PNG whose text chunk declares Stable Diffusion WebUI made it (as the WebUI writes it)."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a portrait\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, "
+                                "Model: v1-5-pruned-emaonly")
+    buffer = io.BytesIO()
+    pixels.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def test_provenance_is_shown_beside_the_score_and_never_moves_it(service, upload_dir):
+    """A file that declares its generator: the declaration comes back in /detect, the verdict's words and the
+    batch rows, and every P(fake) equals that of the same pixels without it."""
+    pixels = Image.open(ASTRONAUT).convert("RGB")
+    plain, declared = io.BytesIO(), webui_png(pixels)
+    pixels.save(plain, format="PNG")
+    bare, claimed = service.detect(plain.getvalue()), service.detect(declared)
+    assert bare["provenance"]["claim"] == "none"
+    assert claimed["provenance"]["claim"] == "generated" and claimed["provenance"]["mechanism"] == "png-text"
+    assert "Stable Diffusion WebUI" in claimed["provenance"]["sentence"]
+    assert {k: v for k, v in claimed.items() if k != "provenance"} == {k: v for k, v in bare.items()
+                                                                         if k != "provenance"}
+    words = render.verdict_markdown(claimed)
+    assert words.split("\n\n")[-1].startswith("**What the file says about itself**")
+    assert claimed["provenance"]["sentence"] in words
+    columns, rows = service.detect_batch([NamedImage("declared.png", declared), NamedImage("plain.png",
+                                                                                           plain.getvalue())])
+    by_file = {row[0]: dict(zip(columns, row)) for row in rows}
+    assert by_file["declared.png"]["provenance_claim"] == "generated"
+    assert by_file["declared.png"]["provenance_tool"] == "Stable Diffusion WebUI"
+    assert by_file["plain.png"]["provenance_claim"] == "none"
+    scores = [c for c in columns if c in {d.name for d in service.detectors}]
+    assert [by_file["declared.png"][c] for c in scores] == [by_file["plain.png"][c] for c in scores]
+
+
 def test_detect_over_http_matches_the_service(client, service):
     result = client.predict(handle_file(str(ASTRONAUT)), api_name="/detect")
     expected = service.detect(ASTRONAUT.read_bytes())
@@ -359,6 +395,7 @@ def test_detect_over_http_matches_the_service(client, service):
     assert {n: m["fake_probability"] for n, m in result["models"].items()} == pytest.approx(
         {n: m["fake_probability"] for n, m in expected["models"].items()}, abs=1e-6)
     assert result["faces"][0]["box"] == expected["faces"][0]["box"] and result["verdict"] == expected["verdict"]
+    assert result["provenance"] == expected["provenance"]
 
 
 def test_plain_http_api_gives_the_gradio_client_result(server, client):
@@ -434,13 +471,16 @@ def test_batch_and_models_over_http(client, tmp_path):
         bundle.writestr("x/broken.jpg", b"nope")
     files = [handle_file(str(ASTRONAUT)), handle_file(str(NO_FACE)), handle_file(str(archive))]
     table, csv_path = client.predict(files, api_name="/detect_batch")
-    assert table["headers"] == ["file", "face", "tiny-resize", "tiny-tile", "verdict", "note"]
+    provenance = ["provenance_claim", "provenance_tool", "provenance_mechanism", "provenance_signature_valid",
+                  "provenance_bound_to_bytes"]
+    assert table["headers"] == ["file", "face", "tiny-resize", "tiny-tile", "verdict", "note", *provenance]
     rows = {(row[0], row[1]): row for row in table["data"]}
     assert set(rows) == {("astronaut.jpg", 1), ("synthetic_no_face.jpg", "whole image"), ("set.zip/x/astronaut.jpg", 1),
                          ("set.zip/x/broken.jpg", "")}
     assert rows[("astronaut.jpg", 1)][2:5] == rows[("set.zip/x/astronaut.jpg", 1)][2:5]
     assert rows[("set.zip/x/broken.jpg", "")][4] == "error"
-    assert Path(csv_path).read_text().splitlines()[0] == "file,face,tiny-resize,tiny-tile,verdict,note"
+    assert Path(csv_path).read_text().splitlines()[0] == ",".join(table["headers"])
+    assert rows[("astronaut.jpg", 1)][6] == "none"  # the example photo declares nothing
     metadata = client.predict(api_name="/models")
     assert [m["threshold"] for m in metadata["models"]] == [0.5, 0.5] and metadata["ensemble"]["threshold"] == 0.5
     assert metadata["headline"] == "tiny-resize"

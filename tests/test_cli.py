@@ -29,6 +29,7 @@ CLI_MODULES = {
     "bench.leave_one_out": [[]],
     "bench.load": [[]],
     "bench.operating_points": [[]],
+    "bench.provenance_check": [[]],
     "bench.results_table": [[]],
     "bench.shortcut_audit": [[]],
     "bench.speed_ab": [[]],

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from hub_utils.detect import main
 from hub_utils.detector import load_detector
@@ -82,7 +82,25 @@ def test_unreadable_inputs_are_said_on_stderr_and_exit_1(image_tree: Path, model
     assert "4/4" in err and "image" in err and "batch" not in err
     rows = {Path(r["path"]).name: r for r in csv.DictReader(output.open())}
     assert rows["no-such-photo.jpg"]["error"] and rows["astronaut.jpg"]["error"] == ""
+    assert rows["no-such-photo.jpg"]["provenance_claim"] == "" and rows["astronaut.jpg"]["provenance_claim"] == "none"
     assert main([str(image_tree / "astronaut.jpg"), "--model", str(model_dir), "--output", str(output)]) == 0
+
+
+def test_provenance_columns_sit_beside_the_score(astronaut: Image.Image, model_dir: Path, tmp_path: Path) -> None:
+    """The file's declaration is in its rows, and its P(fake) is that of the same pixels without it."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a face\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Model: sdxl_base")
+    astronaut.save(tmp_path / "declared.png", pnginfo=info)
+    astronaut.save(tmp_path / "plain.png")
+    output = tmp_path / "out.csv"
+    assert main([str(tmp_path / "declared.png"), str(tmp_path / "plain.png"), "--model", str(model_dir),
+                 "--output", str(output)]) == 0
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(output.open())}
+    assert rows["declared.png"]["provenance_claim"] == "generated"
+    assert rows["declared.png"]["provenance_tool"] == "Stable Diffusion WebUI"
+    assert rows["declared.png"]["provenance_mechanism"] == "png-text"
+    assert rows["plain.png"]["provenance_claim"] == "none"
+    assert rows["declared.png"]["fake_probability"] == rows["plain.png"]["fake_probability"]
 
 
 def test_usage_names_the_installed_command(capsys: pytest.CaptureFixture) -> None:

@@ -1,12 +1,13 @@
 """Evaluation through the one inference path: report keys, breakdowns, perturbations, plots, card update."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from hub_utils import load_detector
 from hub_utils.ensemble import load_ensemble
@@ -89,3 +90,28 @@ def test_processing_match_is_decided_on_the_whole_folder(tree: Path, tmp_path: P
                          matched_sources=processing_matched_sources(everything))["m"]
     assert set(on_split["per_processing"]) == {"mixed"}
     assert set(on_folder["per_processing"]) == {"matched"} and on_folder["per_processing"]["matched"]["n"] == 10
+
+
+def test_metrics_never_read_provenance(tree: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every figure comes from pixels: with the provenance reader broken, the evaluation still runs, and the neutral
+    re-encoding it scores leaves no metadata to read."""
+    import hub_utils.provenance as provenance
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the evaluation read provenance")
+
+    monkeypatch.setattr(provenance, "_File", refuse)  # read_provenance builds one first, whoever imported it
+    with pytest.raises(AssertionError, match="read provenance"):
+        provenance.read_provenance(b"")
+    report = evaluate(load_ensemble([str(model_dir)]), load_sources([str(tree)]), neutral=True,
+                      perturbations="medium")
+    assert report[model_dir.name]["n"] == 20
+    monkeypatch.undo()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a face\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1")
+    declared = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 40, 20)).save(declared, format="PNG", pnginfo=info)
+    assert provenance.read_provenance(declared.getvalue()).claim == "generated"
+    reencoded = io.BytesIO()
+    neutral_reencode(Image.open(declared)).save(reencoded, format="PNG")
+    assert provenance.read_provenance(reencoded.getvalue()).claim == "none"
