@@ -113,6 +113,7 @@ def check_detect(page, tmp_path: Path) -> None:
     verdict_text = heading.locator("xpath=..").inner_text()
     assert "P(fake)" in verdict_text and "threshold" in verdict_text and "confidence" not in verdict_text
     assert re.search(r"Of 2 models, \d (says?|is|are)", verdict_text)
+    assert "What the file says about itself" in verdict_text and "says nothing either way" in verdict_text
     assert page.evaluate(BROKEN_IMAGES_JS) == []
     detect.click()  # the same photo again: its upload was deleted once answered, the session holds a copy
     page.wait_for_timeout(4_000)
