@@ -46,15 +46,18 @@ DEFAULT_CANDIDATES = [
 def parse_candidate(text: str, base: TrainConfig) -> TrainConfig:
     """`blocks=6,8/tokens=cls/c=0.05/flip=0/views=raw+neutral/holdout=sdxl+pggan_reimpl` -> the recipe with those
     settings (`holdout=none`: no generator held out of training)."""
+    if base.frozen_head is None:
+        raise ValueError(f"the recipe trains a {base.kind} model; compare frozen-head choices on a frozen_head recipe.")
     values = dict(item.split("=", 1) for item in text.split("/"))
     holdout = values.get("holdout")
-    changes = {"feature_blocks": [int(b) for b in values["blocks"].split(",")] if "blocks" in values else None,
-               "feature_tokens": values.get("tokens"), "probe_c": float(values["c"]) if "c" in values else None,
-               "test_time_flip": values["flip"] == "1" if "flip" in values else None,
-               "train_views": values["views"].split("+") if "views" in values else None,
+    options = {"blocks": [int(b) for b in values["blocks"].split(",")] if "blocks" in values else None,
+               "tokens": values.get("tokens"), "probe_c": float(values["c"]) if "c" in values else None,
+               "train_views": values["views"].split("+") if "views" in values else None}
+    changes = {"test_time_flip": values["flip"] == "1" if "flip" in values else None,
                "holdout": None if holdout is None else [] if holdout == "none" else
                [f"generator={g}" for g in holdout.split("+")]}
-    return replace(base, **{key: value for key, value in changes.items() if value is not None})
+    section = replace(base.frozen_head, **{key: value for key, value in options.items() if value is not None})
+    return replace(base, frozen_head=section, **{key: value for key, value in changes.items() if value is not None})
 
 
 class Rows:
@@ -62,7 +65,7 @@ class Rows:
 
     def __init__(self, config: TrainConfig) -> None:
         splits = build_splits(replace(config, holdout=[], exclude=[]))
-        self.cache = FeatureCache(build_detector(config), config.feature_cache)
+        self.cache = FeatureCache(build_detector(config), config.frozen_head.feature_cache)
         self.data = {name: splits[name] for name in ("train", "validation")}
         self.read: dict[tuple, Examples] = {}
 
@@ -94,9 +97,9 @@ def evaluate_candidate(rows: Rows, config: TrainConfig, left_out: str,
     out_train, out_validation = rows.mask("train", rules), rows.mask("validation", rules)
     keep = ~out_train & ~rows.mask("train", config.holdout)
     train = Examples.concatenate([rows.examples("train", view).subset(keep)
-                                  for view in config.train_views])
+                                  for view in config.frozen_head.train_views])
     validation = rows.examples("validation", "neutral")
-    spec = FrozenBackbone("unused", tuple(config.feature_blocks), config.feature_tokens)
+    spec = FrozenBackbone("unused", tuple(config.frozen_head.blocks), config.frozen_head.tokens)
     head, fitted, _ = fit_and_calibrate(spec, train, validation.subset(~out_validation), config)
     if left_out == "none":
         scored = validation.subset(~out_validation)

@@ -81,7 +81,7 @@ def load_bench_detector(source: str, device: str, precision: str, stand_in: bool
     weights)."""
     finder = FaceFinder(device=device)
     config, deepfake = read_config(Path(source))
-    if stand_in and deepfake.backbone is not None:
+    if stand_in and not deepfake.model_kind.holds_all_weights:  # the weights it names are not looked up
         model = create_model(config, deepfake).to(device)
         return Detector(model, config, deepfake, Path(source).resolve().name, face_finder=finder, precision=precision)
     return load_detector(source, finder, device=device, precision=precision)
@@ -120,7 +120,7 @@ def measure(source: str, paths: list[str], device: str, precision: str = "fp32",
         entry |= {"bare_forward_fp32_img_s": round(bare_forward_rate(fp32, inputs, 32), 2),
                   "end_to_end_cached_fp32_img_s": round(
                       len(paths) / best_seconds(partial(fp32.predict, paths, batch_size=32)), 2)}
-    if stand_in and detector.deepfake.backbone is not None:
+    if stand_in and not detector.deepfake.model_kind.holds_all_weights:
         entry["backbone_weights"] = STAND_IN
     return entry
 

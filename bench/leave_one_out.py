@@ -53,6 +53,7 @@ from bench.common import (
 from hub_utils.constants import WEIGHTS_NAME
 from hub_utils.detector import load_detector
 from hub_utils.ensemble import load_ensemble
+from hub_utils.kinds import FROZEN_HEAD
 from training.augment import MODES, AugmentConfig
 from training.config import TrainConfig
 from training.data import DataError
@@ -60,7 +61,7 @@ from training.evaluation import build_report, evaluate
 from training.features import FeatureCache
 from training.frozen_head import LinearHead, region_tokens
 from training.perturb import neutral_reencode
-from training.pipeline import run
+from training.trainers import run
 
 
 def held_out_rows(config: TrainConfig, rules: list[str]) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -137,8 +138,8 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     if not (Path(config.output) / WEIGHTS_NAME).is_file():
         run(config, resume=(Path(config.output) / "checkpoint").is_dir())
     unseen, seen = held_out_rows(config, rules)
-    if config.feature_blocks:
-        unseen_report, seen_report = (frozen_head_report(config.output, rows, config.feature_cache)
+    if config.kind == FROZEN_HEAD.name:  # scored from cached features, as fast as the head was fitted
+        unseen_report, seen_report = (frozen_head_report(config.output, rows, config.frozen_head.feature_cache)
                                       for rows in (unseen, seen))
     else:
         ensemble = load_ensemble([config.output])

@@ -22,7 +22,7 @@ from timm.data import resolve_data_config
 from .constants import LABEL_NAMES
 from .detector import Detector, verdict_for
 from .faces import Face
-from .feature_model import FrozenFeatureClassifier
+from .kinds import KINDS, kind_of
 from .preprocess import input_size, tile_to_size, window_origins
 
 SPECTRUM_MAX_SIDE = 1024  # larger regions: the spectrum of the central window (native pixels, not resized)
@@ -51,24 +51,10 @@ class RegionExplanation:
 
 
 def target_layer(model: torch.nn.Module) -> torch.nn.Module:
-    """The last convolutional feature map before pooling: `conv_head` (EfficientNet), else timm's last feature stage;
-    for a frozen-backbone model, the first norm of the last block its head reads (patch tokens in,
-    `vit_tokens_to_map`)."""
-    if isinstance(model, FrozenFeatureClassifier):
-        return model.backbone.blocks[max(model.spec.blocks) - 1].norm1
-    if hasattr(model, "conv_head"):
-        return model.conv_head
-    feature_info = getattr(model, "feature_info", None)
-    if not feature_info:
-        raise ValueError(f"{type(model).__name__}: no conv_head or feature_info to take Grad-CAM from.")
-    return model.get_submodule(feature_info[-1]["module"])
-
-
-def vit_tokens_to_map(tokens: torch.Tensor) -> torch.Tensor:
-    """(N, 1 + H*W, C) tokens of a square patch grid -> (N, C, H, W), the class token dropped."""
-    patches = tokens[:, 1:]
-    side = int(round(patches.shape[1] ** 0.5))
-    return patches.reshape(len(tokens), side, side, -1).permute(0, 3, 1, 2)
+    """The layer Grad-CAM reads, as the model's kind says (`ModelKind.gradcam_layer`): for a fine-tuned timm model
+    the last convolutional feature map before pooling; for a frozen-head model the first norm of the last block its
+    head reads."""
+    return KINDS[kind_of(model)].gradcam_layer(model)
 
 
 def fourier_spectrum(region: Image.Image, colormap: str = "magma") -> Image.Image:
@@ -89,8 +75,9 @@ class GradCamExplainer:
     def __init__(self, detector: Detector) -> None:
         self.detector = detector
         self._model = copy.deepcopy(detector.model).eval().requires_grad_(True)  # a frozen backbone too: gradients flow
-        self._layer = target_layer(self._model)
-        self._reshape = vit_tokens_to_map if isinstance(self._model, FrozenFeatureClassifier) else None
+        kind = KINDS[kind_of(self._model)]
+        self._layer = kind.gradcam_layer(self._model)
+        self._reshape = kind.gradcam_reshape()  # a ViT's tokens -> a map
         self._lock = threading.Lock()
         data_config = resolve_data_config(pretrained_cfg=detector.config["pretrained_cfg"])
         self._mean = np.asarray(data_config["mean"], dtype=np.float32)

@@ -1,5 +1,6 @@
 """The model folder, identical locally and on the Hub: `config.json` (timm layout plus a `deepfake` section),
-`model.safetensors` (the only weights format loaded) and `README.md` (the model card)."""
+`model.safetensors` (the only weights format loaded) and `README.md` (the model card). What differs between kinds of
+model (`deepfake.kind`: which tensors the folder holds, how the model is built) is asked of `kinds.KINDS`."""
 from __future__ import annotations
 
 import json
@@ -7,14 +8,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from .backbone_weights import BackboneWeightsError, resolve_backbone_weights
+from .backbone_weights import BackboneWeightsError
 from .constants import CARD_NAME, CONFIG_NAME, LABEL_NAMES, PICKLE_NAMES, WEIGHTS_NAME
 from .faces import FaceSettings
-from .feature_model import FrozenBackbone, FrozenFeatureClassifier, create_frozen_backbone
+from .feature_model import FrozenBackbone
+from .kinds import KINDS, ModelKind, checked_kind, inferred_kind, kind_of
 
 PREPROCESSING_MODES = ("resize", "crop", "tile")
 # retired options (docs/experiments.md, "Retired options"): the last commit that has them -> their old defaults
@@ -29,15 +30,26 @@ class ModelFolderError(ValueError):
 class DeepfakeConfig:
     """Our section of `config.json`: how the detector turns an image into a verdict."""
 
+    kind: str = ""  # a `kinds.KINDS` name; empty: inferred (`kinds.inferred_kind`), as for folders from before it
     threshold: float = 0.5
     preprocessing: str = "resize"
     face_crop: FaceSettings = field(default_factory=FaceSettings)
     temperature: float = 1.0
     test_time_flip: bool = False  # average the logits of each input and its mirror image
-    backbone: FrozenBackbone | None = None  # a frozen timm ViT whose block tokens feed the head (`feature_model`)
+    backbone: FrozenBackbone | None = None  # frozen_head kind: the frozen timm ViT whose block tokens feed the head
     trained: bool = True
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Infer a missing kind; a ValueError where the kind is unknown or the sections do not fit it."""
+        self.kind = self.kind or inferred_kind(vars(self))
+        checked_kind(self.kind).check(self)
+
+    @property
+    def model_kind(self) -> ModelKind:
+        """This folder's kind in the registry (`kinds.KINDS`)."""
+        return KINDS[self.kind]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,7 +74,10 @@ class DeepfakeConfig:
                 values["backbone"] = FrozenBackbone(**values["backbone"])
             except (TypeError, ValueError) as error:
                 raise ModelFolderError(f"{where}: bad 'deepfake.backbone': {error}") from None
-        config = cls(**values)
+        try:
+            config = cls(**values)
+        except ValueError as error:
+            raise ModelFolderError(f"{where}: {error}") from None
         if config.preprocessing not in PREPROCESSING_MODES:
             raise ModelFolderError(
                 f"{where}: 'deepfake.preprocessing' is {config.preprocessing!r}; "
@@ -110,21 +125,18 @@ def read_config(folder: Path) -> tuple[dict[str, Any], DeepfakeConfig]:
 
 
 def create_model(config: dict[str, Any], deepfake: DeepfakeConfig | None = None) -> torch.nn.Module:
-    """The architecture of a config, without weights: a timm model, or a frozen backbone with its head."""
+    """The model of a config, without weights, as its kind builds it (a timm model, a head on a frozen backbone)."""
+    if deepfake is None:
+        deepfake = DeepfakeConfig.from_dict(config.get("deepfake", {}))
     try:
-        if deepfake is not None and deepfake.backbone is not None:
-            backbone = create_frozen_backbone(config["architecture"], config["pretrained_cfg"])
-            return FrozenFeatureClassifier(backbone, deepfake.backbone, config["num_classes"])
-        return timm.create_model(
-            config["architecture"], pretrained=False, num_classes=config["num_classes"],
-            pretrained_cfg_overlay=config["pretrained_cfg"],
-            **{k: v for k, v in config.get("model_args", {}).items() if k != "num_classes"})
+        return deepfake.model_kind.create(config, deepfake)
     except (RuntimeError, ValueError) as error:
         raise ModelFolderError(f"cannot build architecture {config['architecture']!r}: {error}") from None
 
 
 def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeConfig]:
-    """Model in eval mode with weights from `model.safetensors`; pickle checkpoints are refused."""
+    """Model in eval mode with weights from `model.safetensors` (and those its kind names but the folder does not
+    hold); pickle checkpoints are refused."""
     folder = Path(folder)
     config, deepfake = read_config(folder)
     weights = folder / WEIGHTS_NAME
@@ -136,56 +148,37 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any], DeepfakeC
                                "safetensors.torch.save_file.")
     model = create_model(config, deepfake)
     try:
-        state = load_file(weights)
-        if isinstance(model, FrozenFeatureClassifier):
-            model.head.load_state_dict({k.removeprefix("head."): v for k, v in state.items()}, strict=True)
-            if set(state) != {f"head.{k}" for k in model.head.state_dict()}:
-                raise RuntimeError(f"expected only the head's weights, found {sorted(state)[:4]}")
-        else:
-            model.load_state_dict(state, strict=True)
+        deepfake.model_kind.load(model, load_file(weights))
     except (RuntimeError, OSError) as error:
         raise ModelFolderError(f"{weights}: weights do not match {config['architecture']}: "
                                f"{str(error)[:300]}") from None
-    if isinstance(model, FrozenFeatureClassifier):
-        load_backbone(model, config["architecture"], folder)
+    load_external_weights(model, config, folder)
     return model.eval(), config, deepfake
 
 
-def load_backbone(model: FrozenFeatureClassifier, architecture: str, folder: Path | None = None,
-                  source: str | None = None) -> None:
-    """Put the frozen backbone's weights in place, found and checked by `resolve_backbone_weights`."""
+def load_external_weights(model: torch.nn.Module, config: dict[str, Any], folder: Path | None = None,
+                          source: str | None = None) -> None:
+    """Put in place the weights that a model's kind names but its folder does not hold (a frozen backbone's, found
+    and checked by `resolve_backbone_weights`); nothing for a kind whose folder holds them all."""
     try:
-        state = resolve_backbone_weights(architecture, model.spec.weights_sha256, folder, source)
+        KINDS[kind_of(model)].load_external(model, config, folder, source)
     except BackboneWeightsError as error:
-        raise ModelFolderError(f"{folder or architecture}: {error}") from None
-    # the tower's own head (CLIP's projection) is unused
-    tower = {k: v for k, v in state.items() if not k.startswith("head.")}
-    try:
-        model.backbone.load_state_dict(tower, strict=True)
-    except RuntimeError as error:
-        raise ModelFolderError(f"backbone weights do not fit {architecture}: {str(error)[:300]}") from None
+        raise ModelFolderError(f"{folder or config['architecture']}: {error}") from None
 
 
 def save_model_folder(model: torch.nn.Module, folder: Path, deepfake: DeepfakeConfig,
                       card_text: str | None = None) -> Path:
-    """Write config.json + model.safetensors (+ README.md). A timm model's folder loads with timm `local-dir:` and
-    transformers; a frozen-backbone model's folder holds the head alone and names its backbone."""
+    """Write config.json + model.safetensors (+ README.md), the tensors its kind keeps: a fine-tuned timm model's
+    folder loads with timm `local-dir:` and transformers; a frozen-head model's folder holds the head alone and names
+    its backbone."""
     folder = Path(folder)
+    kind = kind_of(model)
+    if deepfake.kind != kind:
+        raise ModelFolderError(f"{folder}: the model is of the {kind} kind but its deepfake config says "
+                               f"{deepfake.kind}; pass a DeepfakeConfig of kind {kind!r}.")
     folder.mkdir(parents=True, exist_ok=True)
-    config_path = folder / CONFIG_NAME
-    if isinstance(model, FrozenFeatureClassifier):
-        config = {"architecture": model.backbone.pretrained_cfg["architecture"], "num_classes": len(LABEL_NAMES),
-                  "num_features": model.head.in_features, "label_names": LABEL_NAMES,
-                  "pretrained_cfg": {k: v for k, v in model.pretrained_cfg.items() if k not in ("url", "hf_hub_id")},
-                  "deepfake": deepfake.to_dict()}
-        save_file(model.head_state(), str(folder / WEIGHTS_NAME))
-    else:
-        timm.models.save_for_hf(
-            model, str(folder), safe_serialization=True,
-            model_config={"label_names": LABEL_NAMES, "deepfake": deepfake.to_dict()})
-        config = json.loads(config_path.read_text())
-        config.get("model_args", {}).pop("num_classes", None)  # transformers passes num_classes itself
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    config = KINDS[kind].save(model, folder, deepfake.to_dict())
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     if card_text is not None:
         (folder / CARD_NAME).write_text(card_text)
     return folder

@@ -19,7 +19,6 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 from safetensors.torch import save_file
 
-from .backbone_weights import resolve_backbone_weights
 from .constants import (
     BACKBONE_NAME,
     CARD_NAME,
@@ -48,17 +47,18 @@ def files_to_push(folder: Path) -> list[Path]:
 
 def stage(folder: Path, destination: Path, with_backbone: bool = False) -> list[str]:
     """Copy the files to push into `destination`; returns their names. `with_backbone` adds a frozen-backbone model's
-    backbone weights as `backbone.safetensors`, so that the Hub repo alone is enough to run it."""
+    backbone weights as `backbone.safetensors` (the weights its kind names but its folder does not hold), so that the
+    Hub repo alone is enough to run it."""
     names = []
     for path in files_to_push(folder):
         shutil.copy2(path, destination / path.name)
         names.append(path.name)
     if with_backbone:
         config, deepfake = read_config(folder)
-        if deepfake.backbone is None:
-            raise ModelFolderError(f"{folder}: --with-backbone is for frozen-backbone models; this one holds all "
-                                   "its weights.")
-        state = resolve_backbone_weights(config["architecture"], deepfake.backbone.weights_sha256, folder)
+        state = deepfake.model_kind.external_weights(config, deepfake, folder)
+        if state is None:
+            raise ModelFolderError(f"{folder}: --with-backbone is for frozen-backbone models; this one "
+                                   f"({deepfake.kind}) holds all its weights.")
         save_file(state, str(destination / BACKBONE_NAME), metadata={"architecture": config["architecture"]})
         names.append(BACKBONE_NAME)
     return names

@@ -445,7 +445,7 @@ def test_training_views_are_checked(option: str, value: object, message: str) ->
     from training.config import TrainConfig
 
     with pytest.raises(ValueError, match=message):
-        TrainConfig.from_dict({option: value})
+        TrainConfig.from_dict({"kind": "frozen_head", "frozen_head": {option: value}})
 
 
 def test_every_view_the_config_accepts_is_one_that_training_makes() -> None:

@@ -254,3 +254,37 @@ def test_train_configs_from_before_the_retired_options_load_unless_they_set_one(
                                 ("8d270b4", "train_perturbations", ["blur", "crop"])):
         with pytest.raises(ValueError, match=f"'{name}' is .*check out commit {commit}"):
             TrainConfig.from_dict({**old, name: value})
+
+
+def test_options_of_one_kind_live_in_its_section_and_older_flat_files_still_load() -> None:
+    """`frozen_head` holds the frozen head's options, present exactly when the run is of that kind; a file written
+    before sections (the options top-level, `feature_blocks` naming the kind) reads the same; a section for another
+    kind, an unknown option in it or a set option of it left top-level is refused."""
+    from training.config import FrozenHeadOptions
+
+    sectioned = TrainConfig.from_file(REPO_ROOT / "training" / "configs" / "clip-vitb16-probe.json")
+    flat = TrainConfig.from_file(REPO_ROOT / "models" / "clip-vitb16-probe" / "train_config.json")
+    assert sectioned.kind == flat.kind == "frozen_head"
+    assert sectioned.frozen_head == flat.frozen_head == FrozenHeadOptions(blocks=[6, 8, 10, 12])
+    assert TrainConfig.from_dict(flat.to_dict()) == flat and "feature_blocks" not in flat.to_dict()
+    fine_tuned = TrainConfig.from_file(REPO_ROOT / "models" / "effnet-lite0-resize192" / "train_config.json")
+    assert fine_tuned.kind == "fine_tuned" and fine_tuned.frozen_head is None
+    assert "frozen_head" not in fine_tuned.to_dict()
+    assert TrainConfig(kind="frozen_head").frozen_head == FrozenHeadOptions()  # the section's defaults
+    for data, message in (({"frozen_head": {"probe_c": 1.0}}, "section holds options of the frozen_head kind"),
+                          ({"kind": "frozen_head", "frozen_head": {"blocks": [12], "c": 1.0}}, "unknown keys.*: c"),
+                          ({"probe_c": 1.0}, 'probe_c is an option of the frozen_head kind: set "kind"'),
+                          ({"kind": "patch_head"}, "kind is 'patch_head'; use one of fine_tuned, frozen_head")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig.from_dict(data)
+
+
+def test_command_line_options_of_the_frozen_head_go_into_its_section() -> None:
+    recipe = str(REPO_ROOT / "models" / "clip-vitb16-probe" / "train_config.json")
+    config = resolve_config(build_parser().parse_args(["--config", recipe, "--probe-c", "1.0"]))
+    assert (config.kind, config.frozen_head.probe_c, config.frozen_head.blocks) == ("frozen_head", 1.0, [6, 8, 10, 12])
+    fine_tuned = str(REPO_ROOT / "training" / "configs" / "effnet-lite0-crop128.json")
+    config = resolve_config(build_parser().parse_args(["--config", fine_tuned, "--feature-blocks", "12"]))
+    assert (config.kind, config.frozen_head.blocks) == ("frozen_head", [12])
+    with pytest.raises(ValueError, match="--feature-blocks on the command line"):
+        resolve_config(build_parser().parse_args(["--config", fine_tuned, "--probe-c", "2"]))

@@ -33,15 +33,16 @@ from hub_utils.feature_model import (
     select_features,
 )
 from hub_utils.images import content_hash
-from hub_utils.model_folder import DeepfakeConfig, load_backbone
+from hub_utils.kinds import FROZEN_HEAD, kind_of
+from hub_utils.model_folder import DeepfakeConfig, load_external_weights
 
 
 class FeatureCache:
-    """Block tokens per image view for one detector (a `FrozenFeatureClassifier` with its face settings)."""
+    """Block tokens per image view for one detector of the frozen_head kind (its backbone, with its face settings)."""
 
     def __init__(self, detector: Detector, folder: str | Path, batch_size: int = 32) -> None:
-        if not isinstance(detector.model, FrozenFeatureClassifier):
-            raise TypeError("features are cached for frozen-backbone detectors only")
+        if kind_of(detector.model) != FROZEN_HEAD.name:
+            raise TypeError(f"features are cached for {FROZEN_HEAD.name} detectors only")
         self.detector = detector
         self.model: FrozenFeatureClassifier = detector.model
         self.depth = len(self.model.backbone.blocks)
@@ -111,6 +112,7 @@ def frozen_detector(architecture: str, spec: FrozenBackbone, face_crop: FaceSett
     """A detector around an untrained head on the backbone (weights found by `resolve_backbone_weights`), with the
     face settings and preprocessing it will keep once trained."""
     model = FrozenFeatureClassifier(create_frozen_backbone(architecture, pretrained_cfg), spec)
-    load_backbone(model, architecture, source=weights_source)
     config = {"architecture": architecture, "num_classes": 2, "pretrained_cfg": model.pretrained_cfg}
-    return Detector(model, config, DeepfakeConfig(face_crop=face_crop, backbone=spec), "training")
+    load_external_weights(model, config, source=weights_source)
+    deepfake = DeepfakeConfig(kind=FROZEN_HEAD.name, face_crop=face_crop, backbone=spec)
+    return Detector(model, config, deepfake, "training")

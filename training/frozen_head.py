@@ -7,7 +7,8 @@ The head is a logistic regression on standardized features (scikit-learn), fitte
 region in the views the config names (as stored or neutrally re-encoded: `VIEWS`); the
 standardization is folded into its weights. Temperature and threshold are then fitted on the neutrally re-encoded
 validation split, scored exactly as `Detector.predict` scores (every region, the most fake one counts), and the
-temperature is folded in too.
+temperature is folded in too. The options live in the config's `frozen_head` section (`FrozenHeadOptions`);
+`pipeline.write_trained_folder` writes the folder, as for every kind.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import datasets
 import numpy as np
@@ -29,21 +29,21 @@ from sklearn.preprocessing import StandardScaler
 from timm.models import get_pretrained_cfg
 
 from hub_utils.backbone_weights import PACKAGED, explicit_weights_file, weights_digest
-from hub_utils.card import write_model_card
-from hub_utils.constants import FAKE_INDEX, REAL_INDEX, TRAIN_CONFIG_NAME
+from hub_utils.constants import FAKE_INDEX, REAL_INDEX
 from hub_utils.detector import Detector
 from hub_utils.faces import FaceSettings
 from hub_utils.feature_model import FrozenBackbone, FrozenFeatureClassifier
-from hub_utils.model_folder import DeepfakeConfig, save_model_folder
+from hub_utils.kinds import FROZEN_HEAD
+from hub_utils.model_folder import DeepfakeConfig
 from training.calibrate import fit_calibration
 from training.config import TrainConfig
 from training.data import DataError
 from training.dataset import balanced_weights, image_of
 from training.features import FeatureCache, frozen_detector, head_inputs
 from training.perturb import neutral_reencode
+from training.pipeline import Trained, build_splits, check_trainable
 
 CHUNK = 256  # images decoded at a time
-LOG_NAME = "training_log.jsonl"
 
 
 def backbone_weights(config: TrainConfig) -> tuple[str, str | None]:
@@ -61,7 +61,7 @@ def backbone_weights(config: TrainConfig) -> tuple[str, str | None]:
 def build_detector(config: TrainConfig) -> Detector:
     """The untrained detector whose head training fits: backbone, blocks, tokens, face crop and preprocessing."""
     sha256, source = backbone_weights(config)
-    spec = FrozenBackbone(sha256, tuple(config.feature_blocks), config.feature_tokens)
+    spec = FrozenBackbone(sha256, tuple(config.frozen_head.blocks), config.frozen_head.tokens)
     pretrained_cfg = {**get_pretrained_cfg_dict(config.backbone), "crop_pct": 1.0}  # the whole face crop, resized
     faces = FaceSettings(enabled=config.face_crop, margin=config.face_margin)
     detector = frozen_detector(pretrained_cfg["architecture"], spec, faces, pretrained_cfg, source)
@@ -187,7 +187,7 @@ def fit_features(spec: FrozenBackbone, features: np.ndarray, labels: np.ndarray,
 def fit_head(spec: FrozenBackbone, train: Examples, config: TrainConfig) -> tuple[LinearHead, float]:
     """`fit_features` on each training image's largest region, weighted by `sample_weights`."""
     features = largest_region_features(spec, train, config.test_time_flip)
-    return fit_features(spec, features, train.labels, sample_weights(train), config.probe_c)
+    return fit_features(spec, features, train.labels, sample_weights(train), config.frozen_head.probe_c)
 
 
 def fit_and_calibrate(spec: FrozenBackbone, train: Examples, validation: Examples,
@@ -198,29 +198,26 @@ def fit_and_calibrate(spec: FrozenBackbone, train: Examples, validation: Example
     return head.scaled(fitted["temperature"]), fitted, accuracy
 
 
-def train_frozen_head(config: TrainConfig, splits: datasets.DatasetDict, data_summary: dict) -> Path:
-    """Fit, calibrate and write the model folder of a frozen-backbone recipe; returns the folder."""
+def train_frozen_head(config: TrainConfig, resume: bool = False) -> Trained:
+    """Fit and calibrate the head of a frozen-head recipe from cached features (nothing to resume: a rerun reads
+    the features from the cache)."""
+    splits = build_splits(config)
+    check_trainable(splits, 1)
     started = time.time()
+    options = config.frozen_head
     detector = build_detector(config)
     model: FrozenFeatureClassifier = detector.model
-    cache = FeatureCache(detector, config.feature_cache)
-    train = examples(cache, splits["train"], config.train_views)
+    cache = FeatureCache(detector, options.feature_cache)
+    train = examples(cache, splits["train"], options.train_views)
     validation = examples(cache, splits["validation"], ["neutral"])
     head, fitted, train_accuracy = fit_and_calibrate(model.spec, train, validation, config)
     head.put_into(model)
-    deepfake = DeepfakeConfig(preprocessing="resize", face_crop=detector.deepfake.face_crop,
+    deepfake = DeepfakeConfig(kind=FROZEN_HEAD.name, preprocessing="resize", face_crop=detector.deepfake.face_crop,
                               test_time_flip=config.test_time_flip, backbone=model.spec, **fitted)
-    deepfake.training_data = {**data_summary, "backbone": config.backbone, "pretrained": config.pretrained,
-                              "image_size": int(model.pretrained_cfg["input_size"][-1]),
-                              "views": config.train_views}
-    output = Path(config.output)
-    save_model_folder(model, output, deepfake)
-    (output / TRAIN_CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     validation_metrics = fitted["metrics"]["validation_neutral"]
     record = {"epoch": 1, "train_samples": int(len(train.labels)), "train_accuracy": train_accuracy,
               "val_neutral_balanced_accuracy": validation_metrics["balanced_accuracy"],
               "val_neutral_roc_auc": validation_metrics["roc_auc"], "seconds": round(time.time() - started, 1)}
-    (output / LOG_NAME).write_text(json.dumps(record) + "\n")
-    write_model_card(output)
     print(json.dumps(record), file=sys.stderr)
-    return output
+    return Trained(model, deepfake, splits, [record], {"image_size": int(model.pretrained_cfg["input_size"][-1]),
+                                                       "views": options.train_views})

@@ -1,20 +1,23 @@
 """The training steps shared by `training.train`, `training.soup`, `training.recalibrate` and the benchmarks: the
-split, the data loader, validation through `Detector.predict`, calibration, the training loop and the model folder.
+split, the data loader, validation through `Detector.predict`, calibration, the fine-tuned kind's training loop and the
+one step that writes every trained model folder (`write_trained_folder`).
 
-`run` trains on CPU, one GPU or many (under `accelerate launch`). A checkpoint is written atomically each epoch;
-`resume` continues after an interruption, from the checkpoint, with the log cut back to it. Validation scores go
+`train_fine_tuned` trains on CPU, one GPU or many (under `accelerate launch`). A checkpoint is written atomically each
+epoch; `resume` continues after an interruption, from the checkpoint, with the log cut back to it. Validation scores go
 through `Detector.predict`, the same path the app and the CLI use; the final model is calibrated on the validation
 split before it is saved. `read_trained_folder` and `refit` reopen a trained folder (its training config, its folded
-temperature taken out) and calibrate it afresh.
+temperature taken out) and calibrate it afresh. `training.trainers.run` picks the trainer of the config's kind.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,6 @@ from training.config import TrainConfig
 from training.data import DataError, load_sources, source_name
 from training.dataset import FaceCropDataset, balanced_weights, image_of, seed_worker
 from training.deepfake_metrics import compute_metrics
-from training.frozen_head import train_frozen_head
 from training.perturb import neutral_reencode
 from training.quality import drop_unusable
 from training.report import plot_training_curves
@@ -204,14 +206,44 @@ def calibrate(model: torch.nn.Module, validator: Validator, config: TrainConfig)
     return deepfake_config(config, **fitted)
 
 
-def run(config: TrainConfig, resume: bool = False) -> Path:
-    """Train, keep the best epoch by neutral validation balanced accuracy, calibrate, write the model folder."""
-    if config.feature_blocks:  # a frozen backbone: only a linear head is fitted, from cached features
-        splits = build_splits(config)
-        check_trainable(splits, 1)
-        output = train_frozen_head(config, splits, data_summary(splits, config))
-        write_seen_images(output, splits)
-        return output
+@dataclass
+class Trained:
+    """A calibrated model from one kind's trainer and what its folder records beside it (`write_trained_folder`)."""
+
+    model: torch.nn.Module  # temperature folded in
+    deepfake: DeepfakeConfig  # its kind, calibration and preprocessing; the training data is added when written
+    splits: datasets.DatasetDict
+    log: list[dict[str, Any]]  # training_log.jsonl: one record per epoch (or per fit)
+    training_data: dict[str, Any] = field(default_factory=dict)  # the kind's additions to `data_summary`
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def write_trained_folder(config: TrainConfig, trained: Trained) -> Path:
+    """The one step that writes a trained model folder, whatever its kind: config.json and model.safetensors (the
+    tensors its kind keeps), the resolved training config, the training log and, where it records a loss per epoch,
+    its curves, the images it trained and was calibrated on, and the card; then the checkpoint goes unless kept."""
+    output = Path(config.output)
+    deepfake = trained.deepfake
+    deepfake.training_data = {**data_summary(trained.splits, config), "backbone": config.backbone,
+                              "pretrained": config.pretrained, **trained.training_data}
+    save_model_folder(trained.model, output, deepfake)
+    (output / TRAIN_CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    (output / LOG_NAME).write_text("".join(json.dumps(record) + "\n" for record in trained.log))
+    if trained.log and all("train_loss" in record for record in trained.log):
+        plot_training_curves(output / LOG_NAME, output / "training_curves.png")
+    write_seen_images(output, trained.splits)
+    write_model_card(output)
+    if (output / CHECKPOINT_DIR).is_dir() and not config.keep_checkpoint:
+        shutil.rmtree(output / CHECKPOINT_DIR)
+    return output
+
+
+def train_fine_tuned(config: TrainConfig, resume: bool = False) -> Trained | None:
+    """Train a timm model, keep the best epoch by neutral validation balanced accuracy and calibrate it; None in the
+    processes of a multi-process run other than the main one (which writes the folder)."""
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     output = Path(config.output)
     checkpoint = output / CHECKPOINT_DIR
@@ -243,7 +275,6 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
         if accelerator.is_main_process:
             trim_log(output / LOG_NAME, state["epoch"])
     output.mkdir(parents=True, exist_ok=True)
-    (output / TRAIN_CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     validator = Validator(splits["validation"], face_finder)
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["stale"] >= config.patience:
@@ -271,28 +302,20 @@ def run(config: TrainConfig, resume: bool = False) -> Path:
             save_checkpoint(checkpoint, {"model": bare.state_dict(), "optimizer": optimizer.state_dict(),
                                          "scheduler": scheduler.state_dict(), "progress": state})
             accelerator.print(json.dumps(record))
-    if accelerator.is_main_process:
-        finish(accelerator.unwrap_model(model), splits, validator, config, output)
-    return output
+    if not accelerator.is_main_process:
+        return None
+    return best_calibrated(accelerator.unwrap_model(model), splits, validator, config)
 
 
-def finish(model: torch.nn.Module, splits: datasets.DatasetDict, validator: Validator, config: TrainConfig,
-           output: Path) -> None:
-    """Best weights -> calibration -> model folder with card and curves; the checkpoint goes unless kept."""
-    checkpoint = output / CHECKPOINT_DIR
-    model.load_state_dict(load_file(checkpoint / BEST_NAME))
+def best_calibrated(model: torch.nn.Module, splits: datasets.DatasetDict, validator: Validator,
+                    config: TrainConfig) -> Trained:
+    """The best epoch's weights, calibrated on validation, with the run's log."""
+    output = Path(config.output)
+    model.load_state_dict(load_file(output / CHECKPOINT_DIR / BEST_NAME))
     model.eval()
     deepfake = calibrate(model, validator, config)
-    deepfake.training_data = {**data_summary(splits, config), "backbone": config.backbone,
-                              "pretrained": config.pretrained, "image_size": config.image_size}
-    save_model_folder(model.to(memory_format=torch.contiguous_format), output, deepfake)
-    write_seen_images(output, splits)
-    plot_training_curves(output / LOG_NAME, output / "training_curves.png")
-    write_model_card(output)
-    if not config.keep_checkpoint:
-        for path in checkpoint.iterdir():
-            path.unlink()
-        checkpoint.rmdir()
+    return Trained(model.to(memory_format=torch.contiguous_format), deepfake, splits, read_log(output / LOG_NAME),
+                   {"image_size": config.image_size})
 
 
 def read_trained_folder(folder: Path) -> tuple[torch.nn.Module, DeepfakeConfig, TrainConfig]:

@@ -16,11 +16,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hub_utils.kinds import FROZEN_HEAD
 from hub_utils.model_folder import ModelFolderError
 from training.augment import MODES
 from training.backbone import PretrainedError
 from training.config import TRAIN_VIEWS, TrainConfig
-from training.pipeline import run
+from training.trainers import run
+
+FROZEN_HEAD_FLAGS = {"feature_blocks": "blocks", "feature_tokens": "tokens", "probe_c": "probe_c",
+                     "train_views": "train_views"}  # flag's dest -> its option in the frozen_head section
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "model folder)")
     parser.add_argument("--feature-blocks", type=int, nargs="+", dest="feature_blocks",
                         help="freeze the backbone (a timm ViT such as vit_base_patch16_clip_quickgelu_224) and fit a "
-                             "linear head on the tokens after these blocks (1-based), from cached features")
+                             "linear head on the tokens after these blocks (1-based), from cached features: the "
+                             "frozen_head kind")
     parser.add_argument("--feature-tokens", choices=("cls", "cls+patch"), dest="feature_tokens",
                         help="with --feature-blocks: each block's class token, or beside it the mean patch token")
     parser.add_argument("--probe-c", type=float, dest="probe_c", help="with --feature-blocks: inverse L2 strength")
@@ -76,14 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the --config file, then explicit flags."""
+    """Defaults, then the --config file, then explicit flags (the frozen head's into its section)."""
     values: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
     for name in ("backbone", "data", "output", "pretrained", "epochs", "image_size", "batch_size", "lr", "seed",
                  "split_seed", "mixed_precision", "num_workers", "max_steps_per_epoch", "neutral_p", "exclude",
-                 "holdout", "patience", "keep_checkpoint", "test_time_flip", "feature_blocks", "feature_tokens",
-                 "probe_c", "train_views", "face_crop"):
+                 "holdout", "patience", "keep_checkpoint", "test_time_flip", "face_crop"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
+    if args.feature_blocks:
+        values["kind"] = FROZEN_HEAD.name
+    section = {option: getattr(args, name) for name, option in FROZEN_HEAD_FLAGS.items()
+               if getattr(args, name) is not None}
+    if section:
+        values[FROZEN_HEAD.name] = {**(values.get(FROZEN_HEAD.name) or {}), **section}
     config = TrainConfig.from_dict(values)
     if args.preprocessing:
         config.augment.mode = args.preprocessing
