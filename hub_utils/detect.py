@@ -9,8 +9,8 @@ One row per image, face and model, the headline model's rows first (`headline` t
 `models/defaults.json`'s headline or the first --model); `inconclusive` is true within 0.1 of the model's threshold.
 Faces are numbered from 1 (`none`: no face found, the whole image scored). The `provenance_*` columns say what
 the file declares about its origin (`hub_utils.provenance`); they never enter P(fake). Every input that could not be
-read (a missing path, a corrupt or non-image file) is a row with an `error` and a line on stderr. Exit status: 0 when every
-input was scored, 1 when some could not be read (the others are still written), 2 on usage errors.
+read (a missing path, a corrupt or non-image file) is a row with an `error` and a line on stderr. Exit status: 0 when
+every input was scored, 1 when some could not be read (the others are still written), 2 on usage errors.
 """
 from __future__ import annotations
 
@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output:
         print(f"wrote {len(rows)} rows ({len(paths)} images) to {Path(args.output).resolve()}", file=sys.stderr)
     if unreadable:
-        print(f"{len(unreadable)} of {len(paths)} inputs could not be read; their rows hold the error.", file=sys.stderr)
+        print(f"{len(unreadable)} of {len(paths)} inputs could not be read; their rows hold the error.",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -22,7 +22,7 @@ from hub_utils.constants import CARD_NAME, EVALUATION_NAME, LEAVE_ONE_OUT_NAME, 
 from hub_utils.detector import INCONCLUSIVE_MARGIN, Detector, ImageScore, is_inconclusive, load_detector, verdict_for
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble, EnsembleResult, ensemble_threshold
 from hub_utils.explain import GradCamExplainer, RegionExplanation
-from hub_utils.images import ImageError, ImageInput, load_image
+from hub_utils.images import ImageInput, load_image
 from hub_utils.model_folder import ModelFolderError
 from hub_utils.preprocess import input_size
 from hub_utils.provenance import PROVENANCE_COLUMNS, read_provenance

@@ -59,3 +59,31 @@ def faces_dir() -> Path:
     if not FACES_DIR.is_dir():
         pytest.skip(f"real face data not found at {FACES_DIR} (see ../shared/data/README.md)")
     return FACES_DIR
+
+
+TINY_VIT = "vit_tiny_patch16_224"  # a small ViT of the frozen backbone's family, random weights
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `TINY_VIT` backbone's random weights as a safetensors file."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-vit") / "tiny_vit.safetensors"
+    save_file(timm.create_model(TINY_VIT, pretrained=False, num_classes=0).state_dict(), str(path))
+    return path
+
+
+@pytest.fixture
+def private_backbone_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty backbone cache, no fetching and no `DEEPFAKE_BACKBONE`: backbones come only from where a test puts
+    them."""
+    from hub_utils.backbone_weights import ENV_CACHE, ENV_NO_FETCH, ENV_SOURCE
+
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setenv(ENV_NO_FETCH, "1")
+    monkeypatch.delenv(ENV_SOURCE, raising=False)
+    return tmp_path / "cache"
+

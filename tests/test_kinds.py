@@ -16,10 +16,10 @@ import pytest
 import timm
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from hub_utils import ModelFolderError, load_detector
-from hub_utils.backbone_weights import ENV_CACHE, ENV_NO_FETCH, ENV_SOURCE, weights_digest
+from hub_utils.backbone_weights import weights_digest
 from hub_utils.constants import BACKBONE_NAME, CONFIG_NAME, WEIGHTS_NAME
 from hub_utils.detector import Detector
 from hub_utils.explain import GradCamExplainer
@@ -27,30 +27,22 @@ from hub_utils.faces import FaceSettings
 from hub_utils.feature_model import FrozenBackbone
 from hub_utils.kinds import FINE_TUNED, FROZEN_HEAD, KINDS, kind_of
 from hub_utils.model_folder import DeepfakeConfig, create_model, read_config, save_model_folder
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, TINY_VIT
 from training.backbone import create_backbone
 from training.config import TrainConfig
 from training.features import frozen_detector
 from training.pipeline import Trained, write_trained_folder
 from training.trainers import TRAINERS
 
-TINY_VIT = "vit_tiny_patch16_224"
-
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def private_cache(private_backbone_cache: Path) -> None:
     """An empty backbone cache and no fetching: a frozen head's backbone comes from beside its folder."""
-    monkeypatch.setenv(ENV_CACHE, str(tmp_path / "cache"))
-    monkeypatch.setenv(ENV_NO_FETCH, "1")
-    monkeypatch.delenv(ENV_SOURCE, raising=False)
 
 
-@pytest.fixture(scope="module")
-def vit_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-vit") / "tiny_vit.safetensors"
-    save_file(timm.create_model(TINY_VIT, pretrained=False, num_classes=0).state_dict(), str(path))
-    return path
+@pytest.fixture
+def vit_weights(tiny_vit_weights: Path) -> Path:
+    return tiny_vit_weights
 
 
 def fine_tuned_model(vit_weights: Path) -> tuple[torch.nn.Module, DeepfakeConfig]:
