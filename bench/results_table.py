@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench.common import FAMILIES, GENERATOR_PREFIX, GROUP_SETS
 from hub_utils.card import write_model_card
 from hub_utils.constants import LEAVE_ONE_OUT_NAME
 
@@ -112,7 +113,7 @@ def _result_cell(result: dict[str, Any] | None) -> str:
 
 def _real_source(row: dict) -> bool:
     """A left-out real source: its left-out images are reals, the fakes come from the test split."""
-    return not row["left_out"].startswith("generator=") and row["left_out"] not in FAMILY_NAMES
+    return not row["left_out"].startswith(GENERATOR_PREFIX) and row["left_out"] not in FAKE_GROUPS
 
 
 def write_model_folder_results(rows: list[dict], models_dir: Path) -> list[Path]:
@@ -129,7 +130,7 @@ def write_model_folder_results(rows: list[dict], models_dir: Path) -> list[Path]
     return written
 
 
-FAMILY_NAMES = ("stylegan", "attribute_gans", "diffusion")
+FAKE_GROUPS = (*FAMILIES, *GROUP_SETS["modern_fakes"])  # left-out names whose left-out images are fakes
 LEAVE_ONE_OUT_RECIPES = {
     "clip-vitb16-probe": "CLIP probe (default)",
     "effnet-lite2-resize224-procaug epochs=5": "EfficientNet-Lite2 recipe (data before 2026-12-04)",

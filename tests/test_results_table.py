@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.results_table import ANCHORS, by_name, experiments_section, main, markers, shipped_models_section
+from bench.results_table import (
+    ANCHORS,
+    by_name,
+    experiments_section,
+    left_out_result,
+    main,
+    markers,
+    shipped_models_section,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORTS = REPO_ROOT / "reports"
@@ -52,3 +60,14 @@ def test_the_committed_docs_show_the_committed_reports() -> None:
     """README.md and docs/experiments.md were regenerated after the last change to reports/."""
     assert shipped_models_section(REPORTS) in (REPO_ROOT / "README.md").read_text()
     assert experiments_section(REPORTS) in (REPO_ROOT / "docs" / "experiments.md").read_text()
+
+
+@pytest.mark.parametrize(("left_out", "kind"), [("diffusion_era", "generators"), ("sd15_lora_portraits", "generators"),
+                                                ("stylegan", "generators"), ("generator=sdxl", "generators"),
+                                                ("tv_stills", "real source"), ("rees451_lfw", "real source")])
+def test_left_out_groups_are_recorded_by_the_class_they_left_out(left_out: str, kind: str) -> None:
+    """Today's fake groups are generators, each new real collection a real source: the recall reported is theirs."""
+    row = {"left_out": left_out, "unseen_n_fake": 5, "unseen_roc_auc": 0.9, "unseen_balanced_accuracy": 0.8,
+           "unseen_fake_recall": 0.7, "real_recall": 0.95}
+    result = left_out_result(row)
+    assert result["kind"] == kind and result["recall"] == (0.7 if kind == "generators" else 0.95)
