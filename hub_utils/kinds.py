@@ -43,6 +43,7 @@ class ModelKind(ABC):
     name: ClassVar[str]  # `deepfake.kind` in config.json, the key in `KINDS`
     model_class: ClassVar[type[torch.nn.Module]]  # `kind_of(model)`: the kind with the most specific matching class
     holds_all_weights: ClassVar[bool]  # False: the folder names weights it does not hold (found by digest)
+    label: ClassVar[str]  # how the Space's Models tab names the kind's training, after the backbone
 
     def check(self, deepfake: DeepfakeConfig) -> None:
         """Raise ValueError, saying what to change, where `deepfake` lacks this kind's sections or holds another's."""
@@ -92,6 +93,7 @@ class FineTuned(ModelKind):
     name = "fine_tuned"
     model_class = torch.nn.Module
     holds_all_weights = True
+    label = "fine-tuned"
 
     def check(self, deepfake: DeepfakeConfig) -> None:
         if deepfake.backbone is not None:
@@ -162,6 +164,7 @@ class FrozenHead(ModelKind):
     name = "frozen_head"
     model_class = FrozenFeatureClassifier
     holds_all_weights = False
+    label = "frozen, linear head"
 
     def check(self, deepfake: DeepfakeConfig) -> None:
         if not isinstance(deepfake.backbone, FrozenBackbone):

@@ -162,7 +162,7 @@ def _speed(speed: dict[str, Any]) -> str:
 
 
 def _backbone(model: dict[str, Any]) -> str:
-    return f"`{model['architecture']}`, " + ("frozen, linear head" if model["frozen_backbone"] else "fine-tuned")
+    return f"`{model['architecture']}`, {model['kind_label']}"
 
 
 def _input(model: dict[str, Any]) -> str:

@@ -239,6 +239,7 @@ class DetectorService:
         left_out = read_json(folder / LEAVE_ONE_OUT_NAME)
         return {
             "name": detector.name, "revision": detector.revision, "architecture": detector.config["architecture"],
+            "kind": deepfake.kind, "kind_label": deepfake.model_kind.label,
             "frozen_backbone": not deepfake.model_kind.holds_all_weights, "input_size": input_size(detector.config),
             "parameters": sum(p.numel() for p in detector.model.parameters()),
             "weights_bytes": (folder / WEIGHTS_NAME).stat().st_size, "speed": self.speed(detector.name),

@@ -297,6 +297,7 @@ def test_models_metadata_and_card(service):
     assert "**Decision threshold**: P(fake) ≥ 0.500" in page and "cc-by-nc-sa-4.0" in page
     assert "| stylegan | 0.91 |" in page and "license:" not in page and "untrained" in page
     assert "**Input**: face, margin 0.25, 64 px" in page and "mirror" not in page and "{" not in page
+    assert metadata["models"][0]["kind"] == "fine_tuned" and "**Backbone**: `test_efficientnet`, fine-tuned" in page
     switched = render.model_markdown({**metadata["models"][0], "test_time_flip": True})
     assert "64 px, and its mirror image" in switched
 
