@@ -15,13 +15,16 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from hub_utils.detector import load_detector
+from hub_utils.detector import Detector, load_detector
 from hub_utils.ensemble import ENSEMBLE_NAME, Ensemble
 from hub_utils.faces import FaceFinder
+from hub_utils.kinds import FROZEN_HEAD, kind_of
 from training.config import TrainConfig
 from training.dataset import image_of
 from training.deepfake_metrics import compute_metrics
 from training.evaluation import score_images
+from training.features import FeatureCache
+from training.frozen_head import LinearHead, region_tokens
 from training.perturb import neutral_reencode
 from training.pipeline import build_splits, matches_any
 
@@ -130,16 +133,28 @@ def figures_at(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarr
                        compute_metrics(labels[masks["seen"]], scores[masks["seen"]], threshold))
 
 
-def detector_scores(folders: Sequence[str], rows, wanted: np.ndarray, face_cache: str) -> np.ndarray:
+def frozen_head_scores(detector: Detector, rows: datasets.Dataset, feature_cache: str) -> np.ndarray:
+    """A frozen-backbone detector's P(fake) of neutrally re-encoded rows, from cached features exactly as
+    `Detector.predict` gives it (tests/test_frozen_backbone.py holds the two equal)."""
+    tokens = region_tokens(FeatureCache(detector, feature_cache), rows, neutral_reencode, "scoring")
+    return LinearHead.of(detector.model).scores(tokens, detector.deepfake.test_time_flip)
+
+
+def detector_scores(folders: Sequence[str], rows, wanted: np.ndarray, face_cache: str,
+                    feature_cache: str | None = None) -> np.ndarray:
     """P(fake) of trained model folders after neutral re-encoding, scored as `training.evaluate` scores (several
     folders: their ensemble, the mean P(fake) that `hub_utils.ensemble` gives); NaN for other rows (and for any image
-    that could not be scored)."""
+    that could not be scored). With `feature_cache`, frozen-backbone folders are scored from cached features."""
     finder = FaceFinder(face_cache)
-    ensemble = Ensemble([load_detector(folder, finder) for folder in folders])
+    detectors = [load_detector(folder, finder) for folder in folders]
     indices = np.flatnonzero(wanted)
-    images = [neutral_reencode(image_of(rows[int(i)])) for i in indices]
     scores = np.full(len(wanted), np.nan)
-    scores[indices] = score_images(ensemble, images, ", ".join(folders))[ENSEMBLE_NAME]
+    if feature_cache and all(kind_of(d.deepfake) == FROZEN_HEAD.name for d in detectors):
+        chosen = rows.select(indices)
+        scores[indices] = np.mean([frozen_head_scores(d, chosen, feature_cache) for d in detectors], axis=0)
+        return scores
+    images = [neutral_reencode(image_of(rows[int(i)])) for i in indices]
+    scores[indices] = score_images(Ensemble(detectors), images, ", ".join(folders))[ENSEMBLE_NAME]
     return scores
 
 

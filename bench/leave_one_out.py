@@ -23,7 +23,8 @@ than 2 trains longer or shorter (each reported apart too). `--config FILE` train
 config, such as the shipped default's) instead of the small Lite0; its own exclusions and hold-outs stay, and the
 flags above still apply. The variants of options retired on 2026-12-05 (`--npr`, `--full-resolution-stem`, ...) stay
 in the reports; rerunning them needs commit d2a40e0 (docs/experiments.md, "Retired options").
-Trained runs are reused when their folder exists; rows for other runs already in --output are kept.
+A trained run is reused while its folder's `seen_images.json` is today's split of the data (a run trained before
+the data grew is trained again); rows for other runs already in --output are kept.
 """
 from __future__ import annotations
 
@@ -44,13 +45,14 @@ from bench.common import (
     TABLE_EPOCHS,
     every_row,
     exclusion_rules,
+    frozen_head_scores,
     held_out_masks,
     leave_one_out_table,
     row_figures,
     rule_mask,
     save_rows,
 )
-from hub_utils.constants import WEIGHTS_NAME
+from hub_utils.constants import SEEN_IMAGES_NAME, WEIGHTS_NAME
 from hub_utils.detector import load_detector
 from hub_utils.ensemble import load_ensemble
 from hub_utils.kinds import FROZEN_HEAD
@@ -58,9 +60,7 @@ from training.augment import MODES, AugmentConfig
 from training.config import TrainConfig
 from training.data import DataError
 from training.evaluation import build_report, evaluate
-from training.features import FeatureCache
-from training.frozen_head import LinearHead, region_tokens
-from training.perturb import neutral_reencode
+from training.pipeline import build_splits
 from training.trainers import run
 
 
@@ -122,12 +122,21 @@ def run_config(name: str, mode: str, args: argparse.Namespace) -> TrainConfig:
 
 
 def frozen_head_report(folder: str, rows: datasets.Dataset, feature_cache: str) -> dict:
-    """A frozen-backbone run's report on neutrally re-encoded rows, scored from cached features exactly as
-    `Detector.predict` scores them (tests/test_frozen_backbone.py holds the two equal)."""
+    """A frozen-backbone run's report on neutrally re-encoded rows, scored from cached features."""
     detector = load_detector(folder)
-    tokens = region_tokens(FeatureCache(detector, feature_cache), rows, neutral_reencode, "scoring")
-    scores = LinearHead.of(detector.model).scores(tokens, detector.deepfake.test_time_flip)
+    scores = frozen_head_scores(detector, rows, feature_cache)
     return build_report(np.asarray(rows["label"]), scores, detector.threshold, {"generator": list(rows["generator"])})
+
+
+def trained_on_todays_split(config: TrainConfig) -> bool:
+    """Whether the run's folder holds a model trained and calibrated on exactly the images that its config selects
+    from today's data: a run trained before the data grew (or without a record of its images) is trained again."""
+    folder = Path(config.output)
+    if not (folder / WEIGHTS_NAME).is_file() or not (folder / SEEN_IMAGES_NAME).is_file():
+        return False
+    seen, splits = json.loads((folder / SEEN_IMAGES_NAME).read_text()), build_splits(config)
+    return (seen["trained"] == sorted(splits["train"]["path"])
+            and seen["calibrated"] == sorted(splits["validation"]["path"]))
 
 
 def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
@@ -135,8 +144,9 @@ def run_one(name: str, mode: str, args: argparse.Namespace) -> dict:
     (the recall of its class) on the left-out images."""
     config = run_config(name, mode, args)
     rules = exclusion_rules(name)
-    if not (Path(config.output) / WEIGHTS_NAME).is_file():
-        run(config, resume=(Path(config.output) / "checkpoint").is_dir())
+    if not trained_on_todays_split(config):
+        folder = Path(config.output)
+        run(config, resume=(folder / "checkpoint").is_dir() and not (folder / WEIGHTS_NAME).is_file())
     unseen, seen = held_out_rows(config, rules)
     if config.kind == FROZEN_HEAD.name:  # scored from cached features, as fast as the head was fitted
         unseen_report, seen_report = (frozen_head_report(config.output, rows, config.frozen_head.feature_cache)
@@ -196,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the train/validation/test draw (default: --seed, so a repeat redraws the splits "
                              "too, as every row of the report was run)")
     parser.add_argument("--runs", type=Path, default=Path("runs/leave_one_out"),
-                        help="folder of the trained runs, reused when they exist (default runs/leave_one_out)")
+                        help="folder of the trained runs, reused while they were trained on today's split "
+                             "(default runs/leave_one_out)")
     parser.add_argument("--output", type=Path, default=Path("reports/leave_one_out.json"),
                         help="JSON rows, merged with the rows of other runs already there "
                              "(default reports/leave_one_out.json)")

@@ -237,12 +237,13 @@ def test_folder_holds_the_head_alone_and_scores_as_cached_features_do(tiny_weigh
     assert len(list((tmp_path / "features").rglob("*.npy"))) == 3
 
 
-def test_leave_one_out_reports_a_frozen_head_as_the_detector_scores_it(tiny_weights: Path, tmp_path: Path,
-                                                                       astronaut: Image.Image) -> None:
-    """`bench.leave_one_out` scores a frozen head's run from cached features: its report is the one built from
-    `Detector.predict` on the same neutrally re-encoded images."""
+def test_the_benches_score_a_frozen_head_from_cached_features_as_the_detector_scores_it(
+        tiny_weights: Path, tmp_path: Path, astronaut: Image.Image) -> None:
+    """`bench.leave_one_out` and `bench.operating_points` score a frozen head's run from cached features: the report
+    and the scores are the ones built from `Detector.predict` on the same neutrally re-encoded images."""
     import datasets
 
+    from bench.common import detector_scores
     from bench.leave_one_out import frozen_head_report
     from hub_utils.model_folder import save_model_folder
     from training.evaluation import build_report
@@ -268,6 +269,10 @@ def test_leave_one_out_reports_a_frozen_head_as_the_detector_scores_it(tiny_weig
         assert report[key] == pytest.approx(expected[key], abs=1e-6), key
     for generator, summary in expected["per_generator"].items():
         assert report["per_generator"][generator] == pytest.approx(summary, abs=1e-5), generator
+    wanted = np.array([True, False, True, True, True])
+    scores = detector_scores([str(folder)] * 2, rows, wanted, str(tmp_path / "faces"), str(tmp_path / "features"))
+    assert np.isnan(scores[1])
+    np.testing.assert_allclose(scores[wanted], np.array(predicted)[wanted], atol=1e-5)
 
 
 @pytest.mark.parametrize("tokens", ["cls+patch", "cls"])

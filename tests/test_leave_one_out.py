@@ -220,3 +220,27 @@ def test_a_left_out_source_row_gives_each_of_its_generators_accuracy(two_sources
     assert {name: group["n"] for name, group in per_generator.items()} == {"camera": 20, "upsampler": 20}
     fake_recall, real_recall = per_generator["upsampler"]["accuracy"], per_generator["camera"]["accuracy"]
     assert (fake_recall, real_recall) == (row["unseen_fake_recall"], row["real_recall"])
+
+
+def test_a_trained_run_is_reused_only_while_it_was_trained_on_todays_split(two_sources: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(two_sources, data)
+    write_noise_source(data, "lab", ("real", "fake"), seed=3)
+    argv = ["--data", str(data), "--families", "--sources", "phone", "--epochs", "1", "--image-size", "32",
+            "--runs", str(tmp_path / "runs"), "--output", str(tmp_path / "loo.json")]
+    main(argv)
+    [folder] = (tmp_path / "runs").iterdir()
+    trained_at = (folder / "model.safetensors").stat().st_mtime_ns
+    main(argv)  # nothing changed: the run is reused
+    assert (folder / "model.safetensors").stat().st_mtime_ns == trained_at
+    write_noise_source(data, "scans", ("real",), seed=4)  # the data grows: the old run no longer fits its split
+    main(argv)
+    assert (folder / "model.safetensors").stat().st_mtime_ns != trained_at
+    seen = json.loads((folder / "seen_images.json").read_text())
+    assert sorted(seen["trained"]) == sorted(build_splits(run_config_for(argv))["train"]["path"])
+
+
+def run_config_for(argv: list[str]) -> TrainConfig:
+    """The config of the single run that `argv` asks for."""
+    args = build_parser().parse_args(argv)
+    return run_config(left_out_names(args)[0], "resize", args)
