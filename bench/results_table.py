@@ -20,6 +20,7 @@ from typing import Any
 from bench.common import FAMILIES, GENERATOR_PREFIX, GROUP_SETS
 from hub_utils.card import write_model_card
 from hub_utils.constants import LEAVE_ONE_OUT_NAME
+from hub_utils.ensemble import default_headline
 
 ANCHORS = (("seed project: MobileNetV3 160 px, 7 augmentations", 0.81),
            ("challenge winner (ICIAP 2022)", 0.94),
@@ -162,8 +163,8 @@ def shipped_models_section(reports: Path, bench_results: Path = Path("bench/resu
     parts = []
     if neutral:
         n = next(iter(neutral.values()))["n"]
-        parts += [f"**Test split** of `../shared/data/faces` ({n} images; never used for training, thresholds or any "
-                  "choice), scored through `hub_utils.detect`'s path at the model's stored threshold. The anchors were "
+        parts += [f"**Test split** of `../shared/data/faces` ({n} images; never used for training or thresholds), "
+                  "scored through `hub_utils.detect`'s path at the model's stored threshold. The anchors were "
                   "measured on the challenge's own test set, which we do not have: context, not a comparison.",
                   model_table(raw, neutral),
                   "Balanced accuracy under the challenge perturbations (after neutral re-encoding):",
@@ -174,20 +175,21 @@ def shipped_models_section(reports: Path, bench_results: Path = Path("bench/resu
                   breakdown(neutral, "per_processing")]
     if both:
         n = next(iter(both.values()))["n"]
-        parts += [f"**Both default models** on the {n} test images that neither saw: the EfficientNet soup was trained "
-                  "on an earlier split of fewer images, so most of today's test split was its training data "
-                  "(`training.evaluate --skip-seen`). `ensemble` is their mean P(fake) at 0.5; it is not the headline "
-                  "(`models/defaults.json`).", model_table(None, both, anchors=False)]
+        parts += [f"**Both default models** on the {n} test images that neither saw (`training.evaluate --skip-seen`; "
+                  "the EfficientNet soup trained on most of today's test split, drawn after it). `ensemble`: their "
+                  "mean P(fake) at 0.5, not the headline (`models/defaults.json`).",
+                  model_table(None, both, anchors=False)]
     if loo:
+        headline = MODEL_RECIPES[default_headline()]  # the README shows the headline model's recipe
         parts += ["**New generators and sources** (`python -m bench.leave_one_out`): each recipe trained without a "
-                  "generator family, some generators (`generator=`) or a real source, then scored after neutral "
-                  "re-encoding on every left-out image plus the test split's images of the class they lack, at the "
-                  "run's validation threshold; recall is that of the left-out class. Every run is in "
-                  "[docs/experiments.md](docs/experiments.md).", leave_one_out_summary(loo, LEAVE_ONE_OUT_RECIPES)]
+                  "group of generators (`generator=`: some of a family) or of real photos, scored after neutral "
+                  "re-encoding on the left-out images plus the test split's images of the other class, at the run's "
+                  "validation threshold; recall is the left-out class's. Every run, other recipes too: "
+                  "[docs/experiments.md](docs/experiments.md).",
+                  leave_one_out_summary(loo, {headline: LEAVE_ONE_OUT_RECIPES[headline]})]
     if speed:
         parts += [f"**Speed** (`python -m bench.inference`, {speed[0]['date']}, {speed[0]['images']} 256 px face "
-                  "files, CPU; repeated runs on this shared 2-core machine differ by up to 28%, see the "
-                  "alternating rounds in `bench/results/speed_ab_40.txt`):", speed_table(speed)]
+                  "files, CPU; repeated runs on this shared machine differ by up to 28%):", speed_table(speed)]
     if serving.is_file():
         parts += ["The Space under load (8 concurrent clients) and its single-request overhead: "
                   "[docs/benchmarks.md](docs/benchmarks.md)."]
@@ -196,7 +198,7 @@ def shipped_models_section(reports: Path, bench_results: Path = Path("bench/resu
                   f"per pixel alone scores balanced accuracy {audit['raw']['balanced_accuracy']:.3f} (AUC "
                   f"{audit['raw']['roc_auc']:.3f}) on the raw files, and {audit['neutral']['balanced_accuracy']:.3f} "
                   f"(AUC {audit['neutral']['roc_auc']:.3f}) after neutral re-encoding (chance: 0.5). On the "
-                  f"processing-matched sources ({', '.join(audit['matched_sources'])}) it scores "
+                  f"{len(audit['matched_sources'])} processing-matched sources it scores "
                   f"{audit['matched_neutral']['balanced_accuracy']:.3f} (AUC {audit['matched_neutral']['roc_auc']:.3f},"
                   f" n={audit['matched_neutral']['n_test']})."]
     return "\n\n".join(parts) or "No test-split evaluation in reports/ yet."
