@@ -6,10 +6,10 @@ Each folder is a `bench.leave_one_out` run (its `train_config.json` names what w
 left-out images and the seen test images are scored once through the inference path after neutral re-encoding, as
 `bench.leave_one_out` scores them. The threshold then comes from the validation split by one of two rules:
 `validation BA`, the training's own (`training.calibrate.best_threshold`, which every shipped model uses), or
-`real recall Q`, the threshold that calls the share Q of the validation reals real, or `every real source Q`, the
-lowest threshold at which each real source of the validation split has at least the share Q of its reals called real
-(a real-recall-first rule: no collection of real photos is sacrificed to the others). These look at reals only, so no
-generator in the validation split decides them; their price is a false-alarm rate of about 1 - Q on reals like those.
+`real recall Q`, the threshold that calls the share Q of the validation reals real. The second looks at reals only,
+so no generator in the validation split decides it; its price is a false-alarm rate of 1 - Q on reals like those.
+A rule that held every real source of the validation split at a recall was measured on 2026-12-07 and retired
+(docs/experiments.md; commit b459632 has it).
 A frozen-backbone run is scored from its cached features (`bench.common.frozen_head_scores`), which gives the same
 P(fake) as the inference path in a fraction of the time.
 `RUN,RUN` scores the ensemble of runs that share a split and what they left out (the mean P(fake), as
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,29 +47,13 @@ def real_recall_threshold(real_scores: np.ndarray, recall: float) -> float:
     return float(np.quantile(real_scores, recall))
 
 
-def every_source_threshold(real_scores: np.ndarray, real_sources: np.ndarray, recall: float) -> float:
-    """The lowest threshold at which every source calls at least the share `recall` of its reals real (P(fake) below
-    the threshold)."""
-    needed = []
-    for source in np.unique(real_sources):
-        ranked = np.sort(real_scores[real_sources == source])
-        must_pass = int(np.ceil(recall * len(ranked) - 1e-9))  # reals of this source that must fall below
-        needed.append(np.nextafter(ranked[must_pass - 1], np.inf))
-    return float(max(needed))
-
-
-def operating_points(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray], recalls: list[float],
-                     sources: np.ndarray | None = None, source_recalls: Sequence[float] = ()) -> list[dict]:
-    """One row per threshold rule: the threshold from the `validation` rows, and the figures on `unseen` and `seen`
-    (`sources`: each row's source, for the `every real source` rules at `source_recalls`)."""
+def operating_points(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray],
+                     recalls: list[float]) -> list[dict]:
+    """One row per threshold rule: the threshold from the `validation` rows, and the figures on `unseen` and `seen`."""
     validation = masks["validation"]
     validation_reals = scores[validation & (labels == 0)]
     rules = [(VALIDATION_RULE, best_threshold(scores[validation], labels[validation]))]
     rules += [(f"real recall {recall}", real_recall_threshold(validation_reals, recall)) for recall in recalls]
-    if source_recalls:
-        real_sources = sources[validation & (labels == 0)]
-        rules += [(f"every real source {recall}", every_source_threshold(validation_reals, real_sources, recall))
-                  for recall in source_recalls]
     return [{"rule": rule, "validation_real_recall": float(np.mean(validation_reals < threshold)),
              **figures_at(scores, labels, masks, threshold)} for rule, threshold in rules]
 
@@ -86,8 +69,7 @@ def shared_split(folders: list[Path]) -> TrainConfig:
     return configs[0]
 
 
-def run_points(folders: list[Path], config: TrainConfig, recalls: list[float],
-               source_recalls: Sequence[float] = ()) -> list[dict]:
+def run_points(folders: list[Path], config: TrainConfig, recalls: list[float]) -> list[dict]:
     """Score a leave-one-out run folder, or the ensemble of several (`config`: their `shared_split`), once and read
     every operating point off those scores."""
     every, split_names = every_row(config)
@@ -98,8 +80,7 @@ def run_points(folders: list[Path], config: TrainConfig, recalls: list[float],
     feature_cache = config.frozen_head.feature_cache if config.kind == FROZEN_HEAD.name else None
     scores = detector_scores([str(folder) for folder in folders], every, scored, config.face_cache, feature_cache)
     run = MEMBER_SEPARATOR.join(folder.name for folder in folders)
-    return [{"run": run, **row}
-            for row in operating_points(scores, labels, masks, recalls, np.asarray(every["source"]), source_recalls)]
+    return [{"run": run, **row} for row in operating_points(scores, labels, masks, recalls)]
 
 
 def point_key(row: dict) -> tuple[str, str]:
@@ -111,8 +92,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", help="bench.leave_one_out run folders; RUN,RUN scores their ensemble")
     parser.add_argument("--real-recalls", nargs="+", type=float, default=[0.95, 0.9, 0.85], dest="real_recalls",
                         help="validation real recalls that set the other thresholds")
-    parser.add_argument("--source-real-recalls", nargs="*", type=float, default=[0.97], dest="source_real_recalls",
-                        help="real recalls that every real source of the validation split must keep (default 0.97)")
     parser.add_argument("--output", type=Path, default=Path("reports/operating_points.json"),
                         help="JSON rows, merged with other rows already there (default reports/operating_points.json)")
     args = parser.parse_args(argv)
@@ -124,8 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         configs = [shared_split(folders) for folders in runs]  # every ensemble checked before anything is scored
     except ValueError as error:
         parser.error(str(error))
-    rows = [row for folders, config in zip(runs, configs) for row in run_points(folders, config, args.real_recalls,
-                                                                       args.source_real_recalls)]
+    rows = [row for folders, config in zip(runs, configs) for row in run_points(folders, config, args.real_recalls)]
     print(operating_points_table(save_rows(args.output, rows, point_key)))
 
 

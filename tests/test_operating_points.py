@@ -10,7 +10,7 @@ import pytest
 
 from bench import operating_points
 from bench.common import operating_points_table, rule_summary, rule_summary_table
-from bench.operating_points import every_source_threshold, real_recall_threshold
+from bench.operating_points import real_recall_threshold
 
 
 def test_a_reals_only_threshold_catches_unseen_fakes_that_the_validation_ba_rule_lets_pass() -> None:
@@ -50,27 +50,6 @@ def test_the_rule_summary_averages_each_rule_over_runs_and_counts_where_it_beats
 def test_the_real_recall_threshold_calls_that_share_of_reals_real() -> None:
     reals = np.linspace(0.0, 1.0, 101)
     assert np.mean(reals < real_recall_threshold(reals, 0.9)) == pytest.approx(0.9, abs=0.01)
-
-
-def test_the_every_source_rule_is_the_lowest_threshold_that_keeps_each_real_source_at_its_recall() -> None:
-    rng = np.random.default_rng(0)
-    # a large web-photo source scored low, a small scanned-photo source scored high: one pooled quantile would
-    # sacrifice the small one
-    reals = np.concatenate([rng.uniform(0.0, 0.3, 200), rng.uniform(0.4, 0.7, 10)])
-    sources = np.array(["web"] * 200 + ["scans"] * 10)
-    scores = np.concatenate([reals, np.full(40, 0.9)])
-    labels = np.array([0] * 210 + [1] * 40)
-    everything = np.ones(len(scores), bool)
-    masks = {"validation": everything, "unseen": everything, "seen": everything}
-    rows = {row["rule"]: row for row in operating_points.operating_points(
-        scores, labels, masks, [0.97], np.concatenate([sources, ["gan"] * 40]), [0.97])}
-    pooled, per_source = rows["real recall 0.97"]["threshold"], rows["every real source 0.97"]["threshold"]
-    threshold = every_source_threshold(reals, sources, 0.97)
-    assert per_source == threshold and pooled < threshold < 0.9
-    for source in ("web", "scans"):
-        assert np.mean(reals[sources == source] < threshold) >= 0.97
-    assert np.mean(reals[sources == "scans"] < np.nextafter(threshold, 0.0)) < 0.97  # the lowest such threshold
-    assert rows["every real source 0.97"]["unseen_fake_recall"] == 1.0
 
 
 def test_a_folder_that_is_not_a_run_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
