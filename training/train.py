@@ -20,11 +20,8 @@ from hub_utils.kinds import FROZEN_HEAD
 from hub_utils.model_folder import ModelFolderError
 from training.augment import MODES
 from training.backbone import PretrainedError
-from training.config import TRAIN_VIEWS, TrainConfig
+from training.config import FLAT_FROZEN_HEAD_OPTIONS, TRAIN_VIEWS, TrainConfig
 from training.trainers import run
-
-FROZEN_HEAD_FLAGS = {"feature_blocks": "blocks", "feature_tokens": "tokens", "probe_c": "probe_c",
-                     "train_views": "train_views"}  # flag's dest -> its option in the frozen_head section
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,8 +87,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
             values[name] = getattr(args, name)
     if args.feature_blocks:
         values["kind"] = FROZEN_HEAD.name
-    section = {option: getattr(args, name) for name, option in FROZEN_HEAD_FLAGS.items()
-               if getattr(args, name) is not None}
+    section = {option: getattr(args, name) for name, option in FLAT_FROZEN_HEAD_OPTIONS.items()
+               if getattr(args, name, None) is not None}  # the flags take the flat names of older files
     if section:
         values[FROZEN_HEAD.name] = {**(values.get(FROZEN_HEAD.name) or {}), **section}
     config = TrainConfig.from_dict(values)
