@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.test_data import smooth_image, write, write_tree
 from training.data import load_source
 from training.quality import drop_unusable, processing_matched_sources, scan_problems
@@ -34,3 +36,19 @@ def test_scan_problems_and_drop(tmp_path: Path):
     assert len(drop_unusable(ds)) == len(ds) - 3
     reversed_rows = ds.select(range(len(ds) - 1, -1, -1))  # the copy kept is the smallest path, in any row order
     assert {p["path"]: p["reason"] for p in scan_problems(reversed_rows)} == problems
+
+
+def test_a_file_is_decoded_once_per_process_however_often_the_data_is_split(tmp_path: Path, monkeypatch):
+    """Splitting the data again (a bench does per run) gives the same inspection without decoding any file again."""
+    from training import quality
+
+    ds = load_source(str(write_tree(tmp_path / "mysrc")))
+    first = quality.inspect_dataset(ds)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a file inspected before was decoded again")
+
+    monkeypatch.setattr(quality.Image, "open", no_decoding)
+    assert quality.inspect_dataset(ds) == first
+    with pytest.raises(AssertionError, match="decoded again"):  # another size rule is another inspection
+        quality.inspect_dataset(ds, min_side=64)
