@@ -24,7 +24,7 @@ from training.dataset import image_of
 from training.deepfake_metrics import compute_metrics
 from training.evaluation import score_images
 from training.features import FeatureCache
-from training.frozen_head import LinearHead, View, region_tokens
+from training.frozen_head import LinearHead, region_tokens
 from training.perturb import neutral_reencode
 from training.pipeline import build_splits, matches_any
 
@@ -133,11 +133,10 @@ def figures_at(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarr
                        compute_metrics(labels[masks["seen"]], scores[masks["seen"]], threshold))
 
 
-def frozen_head_scores(detector: Detector, rows: datasets.Dataset, feature_cache: str,
-                       view: View = neutral_reencode) -> np.ndarray:
-    """A frozen-backbone detector's P(fake) of rows in `view` (neutrally re-encoded by default), from cached features
-    exactly as `Detector.predict` gives it (tests/test_frozen_backbone.py holds the two equal)."""
-    tokens = region_tokens(FeatureCache(detector, feature_cache), rows, view, "scoring")
+def frozen_head_scores(detector: Detector, rows: datasets.Dataset, feature_cache: str) -> np.ndarray:
+    """A frozen-backbone detector's P(fake) of neutrally re-encoded rows, from cached features exactly as
+    `Detector.predict` gives it (tests/test_frozen_backbone.py holds the two equal)."""
+    tokens = region_tokens(FeatureCache(detector, feature_cache), rows, neutral_reencode, "scoring")
     return LinearHead.of(detector.model).scores(tokens, detector.deepfake.test_time_flip)
 
 

@@ -9,10 +9,7 @@ left-out images and the seen test images are scored once through the inference p
 `real recall Q`, the threshold that calls the share Q of the validation reals real. The second looks at reals only,
 so no generator in the validation split decides it; its price is a false-alarm rate of 1 - Q on reals like those.
 A rule that held every real source of the validation split at a recall was measured on 2026-12-07 and retired
-(docs/experiments.md; commit b459632 has it). With `--perturbations` (frozen-backbone runs), the validation split
-and the seen test images are also scored in each perturbed view (neutral re-encoding, then the perturbation), every
-rule's row reports the seen test images' balanced accuracy in each, and the rule `validation BA + perturbed` applies
-the training's rule to the validation scores of every view pooled.
+(docs/experiments.md; commit b459632 has it).
 A frozen-backbone run is scored from its cached features (`bench.common.frozen_head_scores`), which gives the same
 P(fake) as the inference path in a fraction of the time.
 `RUN,RUN` scores the ensemble of runs that share a split and what they left out (the mean P(fake), as
@@ -31,21 +28,16 @@ from bench.common import (
     detector_scores,
     every_row,
     figures_at,
-    frozen_head_scores,
     masks_for,
     operating_points_table,
     rule_mask,
     save_rows,
 )
 from hub_utils.constants import TRAIN_CONFIG_NAME
-from hub_utils.detector import load_detector
 from hub_utils.kinds import FROZEN_HEAD
 from training.calibrate import best_threshold
 from training.config import TrainConfig
-from training.deepfake_metrics import compute_metrics
-from training.perturb import iter_perturbations, neutral_reencode
 
-PERTURBED_RULE = "validation BA + perturbed"  # the training's rule on validation scores of every view pooled
 MEMBER_SEPARATOR = ","  # RUN,RUN: the ensemble of runs trained on one split
 SPLIT_KEYS = ("data", "split_seed", "exclude", "holdout")
 
@@ -55,22 +47,15 @@ def real_recall_threshold(real_scores: np.ndarray, recall: float) -> float:
     return float(np.quantile(real_scores, recall))
 
 
-def operating_points(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray], recalls: list[float],
-                     perturbed: dict[str, np.ndarray] | None = None) -> list[dict]:
-    """One row per threshold rule: the threshold from the `validation` rows, and the figures on `unseen` and `seen`
-    (and on `seen` in each view of `perturbed`: scores of every row, NaN where not scored)."""
+def operating_points(scores: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray],
+                     recalls: list[float]) -> list[dict]:
+    """One row per threshold rule: the threshold from the `validation` rows, and the figures on `unseen` and `seen`."""
     validation = masks["validation"]
     validation_reals = scores[validation & (labels == 0)]
     rules = [(VALIDATION_RULE, best_threshold(scores[validation], labels[validation]))]
     rules += [(f"real recall {recall}", real_recall_threshold(validation_reals, recall)) for recall in recalls]
-    if perturbed:
-        pooled = np.concatenate([scores[validation], *(view[validation] for view in perturbed.values())])
-        rules.append((PERTURBED_RULE, best_threshold(pooled, np.tile(labels[validation], 1 + len(perturbed)))))
-    seen = masks["seen"]
     return [{"rule": rule, "validation_real_recall": float(np.mean(validation_reals < threshold)),
-             **figures_at(scores, labels, masks, threshold),
-             **{f"seen_balanced_accuracy_{name}": compute_metrics(labels[seen], view[seen], threshold)[
-                 "balanced_accuracy"] for name, view in (perturbed or {}).items()}} for rule, threshold in rules]
+             **figures_at(scores, labels, masks, threshold)} for rule, threshold in rules]
 
 
 def shared_split(folders: list[Path]) -> TrainConfig:
@@ -84,26 +69,7 @@ def shared_split(folders: list[Path]) -> TrainConfig:
     return configs[0]
 
 
-def perturbed_scores(folders: list[Path], config: TrainConfig, every, wanted: np.ndarray,
-                     perturbations: str) -> dict[str, np.ndarray]:
-    """{name:severity: P(fake) of the `wanted` rows neutrally re-encoded, then perturbed (NaN elsewhere)}, from the
-    frozen-backbone runs' cached features (their mean for several)."""
-    if config.kind != FROZEN_HEAD.name:
-        raise ValueError("--perturbations scores frozen-backbone runs only (from cached features)")
-    index = np.flatnonzero(wanted)
-    chosen, detectors = every.select(index), [load_detector(str(folder)) for folder in folders]
-    views = {}
-    for name, severity, perturb in iter_perturbations(perturbations):
-        view = lambda image, f=perturb: f(neutral_reencode(image))  # noqa: E731
-        scores = np.full(len(wanted), np.nan)
-        scores[index] = np.mean([frozen_head_scores(detector, chosen, config.frozen_head.feature_cache, view)
-                                 for detector in detectors], axis=0)
-        views[f"{name}:{severity}"] = scores
-    return views
-
-
-def run_points(folders: list[Path], config: TrainConfig, recalls: list[float],
-               perturbations: str = "none") -> list[dict]:
+def run_points(folders: list[Path], config: TrainConfig, recalls: list[float]) -> list[dict]:
     """Score a leave-one-out run folder, or the ensemble of several (`config`: their `shared_split`), once and read
     every operating point off those scores."""
     every, split_names = every_row(config)
@@ -113,9 +79,8 @@ def run_points(folders: list[Path], config: TrainConfig, recalls: list[float],
     scored = masks["validation"] | masks["unseen"] | masks["seen"]
     feature_cache = config.frozen_head.feature_cache if config.kind == FROZEN_HEAD.name else None
     scores = detector_scores([str(folder) for folder in folders], every, scored, config.face_cache, feature_cache)
-    perturbed = perturbed_scores(folders, config, every, masks["validation"] | masks["seen"], perturbations)
     run = MEMBER_SEPARATOR.join(folder.name for folder in folders)
-    return [{"run": run, **row} for row in operating_points(scores, labels, masks, recalls, perturbed)]
+    return [{"run": run, **row} for row in operating_points(scores, labels, masks, recalls)]
 
 
 def point_key(row: dict) -> tuple[str, str]:
@@ -127,9 +92,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", help="bench.leave_one_out run folders; RUN,RUN scores their ensemble")
     parser.add_argument("--real-recalls", nargs="+", type=float, default=[0.95, 0.9, 0.85], dest="real_recalls",
                         help="validation real recalls that set the other thresholds")
-    parser.add_argument("--perturbations", default="none",
-                        help="also score validation and seen test images in these views (training.evaluate's syntax, "
-                             "e.g. blur:medium,crop:medium; frozen-backbone runs) and add the pooled rule")
     parser.add_argument("--output", type=Path, default=Path("reports/operating_points.json"),
                         help="JSON rows, merged with other rows already there (default reports/operating_points.json)")
     args = parser.parse_args(argv)
@@ -141,8 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         configs = [shared_split(folders) for folders in runs]  # every ensemble checked before anything is scored
     except ValueError as error:
         parser.error(str(error))
-    rows = [row for folders, config in zip(runs, configs)
-            for row in run_points(folders, config, args.real_recalls, args.perturbations)]
+    rows = [row for folders, config in zip(runs, configs) for row in run_points(folders, config, args.real_recalls)]
     print(operating_points_table(save_rows(args.output, rows, point_key)))
 
 

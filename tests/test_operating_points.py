@@ -75,23 +75,3 @@ def test_an_ensemble_of_runs_on_different_splits_is_refused_before_scoring(tmp_p
         operating_points.main([",".join(runs), "--output", str(tmp_path / "out.json")])
     assert usage_error.value.code == 2 and re.search("split_seed.*resize.*crop-seed1", capsys.readouterr().err)
     assert not (tmp_path / "out.json").exists()
-
-
-def test_the_perturbed_rule_pools_validation_views_and_every_rule_reports_the_perturbed_test_images() -> None:
-    # reals score 0.0-0.3 in every view; fakes 0.9 as they are, 0.45 once blurred
-    reals, n = np.linspace(0.0, 0.3, 40), 40
-    labels = np.array([0] * n + [1] * n)
-    neutral = np.concatenate([reals, np.full(n, 0.9)])
-    blurred = np.concatenate([reals, np.full(n, 0.45)])
-    scores, blur = np.concatenate([neutral, neutral]), np.concatenate([blurred, blurred])
-    labels = np.concatenate([labels, labels])
-    validation = np.arange(len(scores)) < 2 * n
-    masks = {"validation": validation, "unseen": ~validation, "seen": ~validation}
-    rows = {row["rule"]: row for row in operating_points.operating_points(scores, labels, masks, [],
-                                                                           {"blur:medium": blur})}
-    assert list(rows) == ["validation BA", operating_points.PERTURBED_RULE]
-    plain, pooled = rows["validation BA"], rows[operating_points.PERTURBED_RULE]
-    assert plain["threshold"] > 0.45 and plain["seen_balanced_accuracy_blur:medium"] == 0.5
-    assert 0.3 < pooled["threshold"] < 0.45 and pooled["seen_balanced_accuracy_blur:medium"] == 1.0
-    assert pooled["seen_balanced_accuracy"] == 1.0
-    assert "seen_balanced_accuracy_blur:medium" not in operating_points.operating_points(scores, labels, masks, [])[0]
