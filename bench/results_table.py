@@ -189,7 +189,7 @@ def shipped_models_section(reports: Path, bench_results: Path = Path("bench/resu
                   leave_one_out_summary(loo, {headline: LEAVE_ONE_OUT_RECIPES[headline]})]
     if speed:
         parts += [f"**Speed** (`python -m bench.inference`, {speed[0]['date']}, {speed[0]['images']} 256 px face "
-                  "files, CPU; repeated runs on this shared machine differ by up to 28%):", speed_table(speed)]
+                  "files, CPU; runs differ by up to 28%: docs/benchmarks.md):", speed_table(speed)]
     if serving.is_file():
         parts += ["The Space under load (8 concurrent clients) and its single-request overhead: "
                   "[docs/benchmarks.md](docs/benchmarks.md)."]
