@@ -94,19 +94,20 @@ def test_card_code_for_bare_timm_and_transformers_matches_load_detector(name: st
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda folder: folder.name)
 def test_grad_cam_shows_where_each_shipped_model_looked_for_either_verdict(folder: Path,
                                                                           astronaut: Image.Image) -> None:
-    """The Detect tab's map follows the decision's logit margin: the verdict a model gives always gets a map, and a
-    head whose real logit is fixed at 0 (the frozen CLIP head) gets one for either verdict. A fine-tuned model sure of
-    its call may find nothing for the other one (the retrained crop model gives this photo P(fake) 0.0005), as
-    Grad-CAM should."""
+    """The Detect tab's map follows the decision's logit margin: a map for either verdict, also for a head whose real
+    logit is fixed at 0 (the frozen CLIP head). Only a model all but certain of its call (P >= 0.999: the retrained
+    crop model gives this photo P(fake) 0.0005) may find nothing for the other verdict, as Grad-CAM should."""
     from hub_utils.explain import GradCamExplainer
-    from hub_utils.kinds import FROZEN_HEAD, kind_of
 
     try:
         detector = load_detector(folder)
     except ModelFolderError as error:
         pytest.skip(f"{folder.name}: {error}")  # a frozen backbone that is not cached here
     region = detector.regions(astronaut)[0][0]
-    given = detector.predict([astronaut])[0].faces[0].verdict
-    for verdict in ("real", "fake") if kind_of(detector.model) == FROZEN_HEAD.name else (given,):
+    p_fake = detector.predict([astronaut])[0].faces[0].fake_probability
+    for verdict in ("real", "fake"):
         _, heat = GradCamExplainer(detector).heat_map(region, verdict)
+        if heat.max() == 0.0 and max(p_fake, 1.0 - p_fake) >= 0.999:
+            assert verdict == ("fake" if p_fake < 0.5 else "real")  # empty only against a certain call
+            continue
         assert heat.max() > 0.5 and 0.0 < (heat > 0).mean() < 1.0, verdict
